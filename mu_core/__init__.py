@@ -1,0 +1,91 @@
+"""MU Audit's engine: train, forget, unlearn and audit PyTorch image classifiers.
+
+The public API is listed in ``__all__``; names are imported on first use, so ``import mu_core``
+is fast and does not load torch until a torch-backed name is touched.
+
+>>> import mu_core
+>>> model, record = mu_core.fit_model("digits", "cnn")        # doctest: +SKIP
+>>> req = mu_core.random_request(record.train_indices, 50)    # doctest: +SKIP
+>>> result = mu_core.unlearn(model, record, req.indices, method="neggrad")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # errors and cases (no torch)
+    "AuditInputError": "errors",
+    "RunCancelled": "errors",
+    "Case": "case",
+    "CaseStore": "case",
+    "audit_home": "case",
+    # data
+    "Dataset": "data",
+    "DatasetSpec": "data",
+    "list_datasets": "data",
+    "load_dataset": "data",
+    # models
+    "ModelRecord": "models",
+    "build_model": "models",
+    "list_archs": "models",
+    "load_model": "models",
+    "save_model": "models",
+    "sha256_file": "models",
+    # training
+    "TrainConfig": "train",
+    "accuracy": "train",
+    "default_config": "train",
+    "fit_model": "train",
+    "pick_device": "device",
+    # forget requests
+    "ForgetRequest": "forget",
+    "class_request": "forget",
+    "explicit_request": "forget",
+    "random_request": "forget",
+    "read_request": "forget",
+    "write_request": "forget",
+    # unlearning
+    "UnlearnResult": "unlearn",
+    "get_method": "unlearn",
+    "list_methods": "unlearn",
+    "unlearn": "unlearn",
+    # attacks and audit
+    "get_attack": "attacks",
+    "list_attacks": "attacks",
+    "AuditReport": "audit.report",
+    "RocResult": "audit.metrics",
+    "roc_from_scores": "audit.metrics",
+    "run_audit": "audit.report",
+    "tpr_at_fpr": "audit.metrics",
+    # case workflow
+    "case_audit": "workflow",
+    "case_import_model": "workflow",
+    "case_retrain": "workflow",
+    "case_set_forget": "workflow",
+    "case_train": "workflow",
+    "case_unlearn": "workflow",
+    "make_demo_case": "workflow",
+    "case_utility": "workflow",
+    "case_forget_request": "workflow",
+    "load_case_model": "workflow",
+    "JobManager": "jobs",
+    "DEFAULT_ATTACKS": "attacks",
+}
+
+__all__ = [*sorted(_EXPORTS), "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mu_core' has no attribute '{name}'")
+
+
+def __dir__() -> list[str]:
+    return __all__

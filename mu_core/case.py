@@ -1,0 +1,199 @@
+"""Audit cases on disk: a folder per case under ``MU_AUDIT_HOME/cases/<id>/``.
+
+A case holds the dataset spec, model files, the forget request and results, described by
+``case.json``. Every write is atomic (a temporary file, then a rename), so a crash never leaves
+a half-written file. This module does not import torch, so listing cases is fast.
+
+>>> store = CaseStore(tmp_home)                      # doctest: +SKIP
+>>> case = store.create("digits demo")               # doctest: +SKIP
+>>> [c.name for c in store.list()]                   # doctest: +SKIP
+['digits demo']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import AuditInputError
+
+__all__ = ["Case", "CaseStore", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "audit_home"]
+
+MANIFEST = "case.json"
+_ID_PATTERN = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
+_LOCK = threading.RLock()
+
+#: What depends on what: replacing a key invalidates the keys listed for it.
+_DOWNSTREAM = {
+    "original": ("forget", "unlearned", "retrained", "audit"),
+    "forget": ("unlearned", "retrained", "audit"),
+    "unlearned": ("audit",),
+    "retrained": ("audit",),
+}
+
+
+def audit_home() -> Path:
+    """``MU_AUDIT_HOME`` if set, else ``~/.mu_audit``."""
+    return Path(os.environ.get("MU_AUDIT_HOME") or Path.home() / ".mu_audit").expanduser()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Case:
+    """One audit case. Read ``manifest`` for its state; change it only through the methods."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.id = directory.name
+
+    @property
+    def manifest(self) -> dict:
+        try:
+            return json.loads((self.dir / MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise AuditInputError(f"Case '{self.id}' no longer exists.") from None
+        except json.JSONDecodeError:
+            raise AuditInputError(f"Case '{self.id}' has a damaged case.json; delete the case or repair the file.") from None
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest.get("name", self.id))
+
+    def path(self, *parts: str) -> Path:
+        return self.dir.joinpath(*parts)
+
+    def update(self, **changes: Any) -> dict:
+        """Merge ``changes`` into the manifest (``None`` deletes a key) and save it atomically."""
+        with _LOCK:
+            manifest = self.manifest
+            for key, value in changes.items():
+                if value is None:
+                    manifest.pop(key, None)
+                else:
+                    manifest[key] = value
+            manifest["updated"] = _now()
+            atomic_write_json(self.dir / MANIFEST, manifest)
+            return manifest
+
+    def set_entry(self, key: str, entry: dict) -> dict:
+        """Record an artefact (``original``, ``forget``, ``unlearned``, ``retrained``, ``audit``)
+        and drop what depended on the previous one, with its files."""
+        with _LOCK:
+            manifest = self.manifest
+            stale = [k for k in _DOWNSTREAM.get(key, ()) if k in manifest]
+            for k in stale:
+                self._remove_files(manifest[k])
+            return self.update(**{key: entry}, **{k: None for k in stale})
+
+    def entry(self, key: str) -> dict | None:
+        return self.manifest.get(key)
+
+    def file(self, key: str) -> Path | None:
+        """The file of an artefact, if recorded and present."""
+        entry = self.entry(key)
+        if not entry or "file" not in entry:
+            return None
+        path = self.dir / entry["file"]
+        return path if path.exists() else None
+
+    def _remove_files(self, entry: dict) -> None:
+        target = entry.get("file") if isinstance(entry, dict) else None
+        if not target:
+            return
+        path = (self.dir / target).resolve()
+        if path.is_relative_to(self.dir.resolve()) and path != self.dir.resolve():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Case({self.id!r})"
+
+
+class CaseStore:
+    """The cases under a home folder (default :func:`audit_home`)."""
+
+    def __init__(self, home: str | Path | None = None) -> None:
+        self.home = Path(home) if home else audit_home()
+        self.root = self.home / "cases"
+
+    def create(self, name: str = "", **fields: Any) -> Case:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        case_id = f"{stamp}-{secrets.token_hex(3)}"
+        directory = self.root / case_id
+        directory.mkdir(parents=True)
+        now = _now()
+        atomic_write_json(directory / MANIFEST, {"id": case_id, "name": name.strip() or f"Case {case_id}", "created": now, "updated": now, **fields})
+        return Case(directory)
+
+    def get(self, case_id: str) -> Case:
+        if not _ID_PATTERN.match(case_id or ""):
+            raise AuditInputError(f"'{case_id}' is not a case id.")
+        directory = self.root / case_id
+        if not (directory / MANIFEST).is_file():
+            raise AuditInputError(f"Case '{case_id}' does not exist (it may have been deleted).")
+        return Case(directory)
+
+    def list(self) -> list[Case]:
+        """Cases, most recently updated first; damaged ones are skipped."""
+        if not self.root.is_dir():
+            return []
+        cases = []
+        for directory in self.root.iterdir():
+            if _ID_PATTERN.match(directory.name) and (directory / MANIFEST).is_file():
+                try:
+                    updated = Case(directory).manifest.get("updated", "")
+                except AuditInputError:
+                    continue
+                cases.append((updated, Case(directory)))
+        return [case for _, case in sorted(cases, key=lambda pair: pair[0], reverse=True)]
+
+    def rename(self, case_id: str, name: str) -> Case:
+        if not name.strip():
+            raise AuditInputError("A case name cannot be empty.")
+        case = self.get(case_id)
+        case.update(name=name.strip())
+        return case
+
+    def delete(self, case_id: str) -> None:
+        """Delete a case and every file in it (reconstructions and reports included)."""
+        case = self.get(case_id)
+        with _LOCK:
+            trash = case.dir.with_name(f".deleted-{case.id}")
+            case.dir.rename(trash)
+            shutil.rmtree(trash, ignore_errors=True)

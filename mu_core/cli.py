@@ -1,0 +1,250 @@
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,list}``.
+
+Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
+what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import AuditInputError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, no usage dump
+        raise AuditInputError(f"{message} (see '{self.prog} --help')")
+
+
+class _Bar:
+    """A progress callback drawing a tqdm bar on stderr."""
+
+    def __init__(self, label: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, desc=label, file=sys.stderr, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}", disable=None)
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.bar.n = round(100 * fraction)
+        self.bar.set_postfix_str(message[:60], refresh=False)
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _with_bar(label: str, fn, *args, **kwargs):
+    bar = _Bar(label)
+    try:
+        return fn(*args, progress=bar, **kwargs)
+    finally:
+        bar.close()
+
+
+def _out_path(path: str, suffix: str | None = None) -> Path:
+    out = Path(path)
+    if suffix and out.suffix.lower() != suffix:
+        raise AuditInputError(f"--out must end in {suffix}: '{path}'.")
+    if out.parent and not out.parent.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data import DatasetSpec, load_dataset
+    from .models import save_model
+    from .train import TrainConfig, default_config, fit_model
+
+    out = _out_path(args.out, ".safetensors")
+    data = load_dataset(DatasetSpec(args.dataset, args.data_root))
+    config = default_config(args.arch, args.train_size or data.n_train, seed=args.seed, epochs=args.epochs)
+    overrides = {k: v for k, v in {"lr": args.lr, "batch_size": args.batch_size}.items() if v}
+    config = TrainConfig(**{**config.to_dict(), **overrides})
+    model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, device=args.device)
+    save_model(model, record, out)
+    m = record.metrics
+    print(f"wrote {out}: {args.arch} on {args.dataset}, {len(record.train_indices)} training samples, "
+          f"train accuracy {m['train_acc']:.2%}, test accuracy {m['test_acc']:.2%}, {m['train_seconds']:.1f} s on {m['device']}")
+    return 0
+
+
+def _load(path: str, args: argparse.Namespace):
+    from .models import load_model
+
+    return load_model(path, arch=getattr(args, "arch", None), dataset=getattr(args, "dataset", None), data_root=getattr(args, "data_root", None))
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import DatasetSpec, load_dataset
+    from .forget import class_request, explicit_request, random_request, read_request, write_request
+
+    if args.model:
+        _, record = _load(args.model, args)
+        train_idx, spec = record.train_indices, record.dataset
+        data = load_dataset(DatasetSpec.from_dict(spec))
+    elif args.dataset:
+        data = load_dataset(DatasetSpec(args.dataset, args.data_root))
+        train_idx = np.arange(data.n_train, dtype=np.int64)
+    else:
+        raise AuditInputError("Name the model (--model) or the dataset (--dataset) to draw samples from.")
+    if args.random is not None:
+        request = random_request(train_idx, args.random, seed=args.seed)
+    elif args.cls is not None:
+        cls = _class_index(args.cls, data.class_names)
+        request = class_request(train_idx, data.y_train.numpy(), cls, share=args.share, seed=args.seed, class_names=data.class_names)
+    else:
+        request = explicit_request(read_request(args.indices).indices, train_idx, data.n_train)
+    out = write_request(request, _out_path(args.out))
+    print(f"wrote {out}: {request.describe()}")
+    return 0
+
+
+def _class_index(value: str, class_names: tuple[str, ...]) -> int:
+    if value in class_names:
+        return class_names.index(value)
+    try:
+        return int(value)
+    except ValueError:
+        raise AuditInputError(f"Class '{value}' is neither a class index nor one of: {', '.join(class_names)}.") from None
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from .forget import read_request
+    from .models import save_model, sha256_file
+    from .unlearn import unlearn
+
+    out = _out_path(args.out, ".safetensors")
+    model, record = _load(args.model, args)
+    request = read_request(args.forget)
+    result = _with_bar(
+        args.method, unlearn, model, record, request.indices, method=args.method, params=args.param or [],
+        source_sha256=sha256_file(args.model), device=args.device,
+    )
+    save_model(result.model, result.record, out)
+    m = result.record.metrics
+    print(f"wrote {out}: {args.method} on {len(request)} samples in {result.seconds:.1f} s; forget accuracy "
+          f"{m['forget_acc']:.2%}, retain {m['retain_acc']:.2%}, test {m['test_acc']:.2%}")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .audit.report import run_audit
+    from .forget import read_request
+
+    paths = {"original": args.original, "unlearned": args.unlearned}
+    if args.retrained:
+        paths["retrained"] = args.retrained
+    models = {role: _load(path, args) for role, path in paths.items()}
+    request = read_request(args.forget)
+    attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else None
+    result = _with_bar("audit", run_audit, models, request.indices, attacks=attacks, seed=args.seed, model_files=paths, device=args.device)
+    path = result.write(args.out)
+    print(f"wrote {path}")
+    print(result.data["summary"])
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from .attacks import list_attacks
+    from .data import list_datasets
+    from .models import list_archs
+    from .unlearn import list_methods
+
+    for heading, names in (("datasets", list_datasets()), ("architectures", list_archs()), ("methods", list_methods()), ("attacks", list_attacks())):
+        print(f"{heading}:")
+        for name in names:
+            print(f"  {name}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m mu_core", description="MU Audit: audit machine unlearning of image classifiers.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def data_args(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+        p.add_argument("--dataset", required=required, help="dataset name (see 'list'); for plain state dicts, the dataset it was trained on")
+        p.add_argument("--data-root", help="folder (or zip) holding the dataset's files")
+
+    def device_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", help="cuda, mps or cpu (default: the first available)")
+
+    p = sub.add_parser("train", help="train a model on a dataset")
+    data_args(p, required=True)
+    p.add_argument("--arch", required=True, help="architecture (see 'list')")
+    p.add_argument("--epochs", type=int, help="training epochs (default depends on the data size)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-size", type=int, help="train on a seeded random subset of this many samples")
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    device_arg(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("forget", help="write a forget request")
+    choice = p.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--random", type=int, metavar="K", help="K random training samples")
+    choice.add_argument("--class", dest="cls", metavar="C", help="a class (index or name)")
+    choice.add_argument("--indices", metavar="FILE", help="explicit indices: one per line, or a CSV with an 'index' column")
+    p.add_argument("--share", type=float, default=1.0, help="with --class: the share of the class to forget")
+    p.add_argument("--model", help="draw from this model's training samples")
+    p.add_argument("--arch", help="architecture of a plain state-dict --model")
+    data_args(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output file (.txt, .csv or .json)")
+    p.set_defaults(func=cmd_forget)
+
+    p = sub.add_parser("unlearn", help="unlearn a forget request from a model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--arch", help="architecture of a plain state-dict model")
+    data_args(p)
+    p.add_argument("--forget", required=True, help="forget request file")
+    p.add_argument("--method", required=True, help="unlearning method (see 'list')")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a method hyper-parameter (repeatable)")
+    p.add_argument("--out", required=True, help="output .safetensors file")
+    device_arg(p)
+    p.set_defaults(func=cmd_unlearn)
+
+    p = sub.add_parser("audit", help="membership-inference audit of original, unlearned and retrained models")
+    p.add_argument("--original", required=True)
+    p.add_argument("--unlearned", required=True)
+    p.add_argument("--retrained")
+    p.add_argument("--arch", help="architecture of plain state-dict models")
+    data_args(p)
+    p.add_argument("--forget", required=True)
+    p.add_argument("--attacks", help="comma-separated attacks (default: loss)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the non-member sampling")
+    p.add_argument("--out", required=True, help="output folder for report.json and scores.csv")
+    device_arg(p)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return int(args.func(args))
+    except AuditInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure: one line unless debugging
+        if os.environ.get("MU_AUDIT_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (set MU_AUDIT_DEBUG=1 for details)", file=sys.stderr)
+        return 1
+
+
+__all__ = ["build_parser", "main"]

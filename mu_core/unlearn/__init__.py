@@ -1,0 +1,185 @@
+"""Unlearning methods behind one registry and one call.
+
+>>> from mu_core.unlearn import list_methods
+>>> {"retrain", "finetune", "neggrad"} <= set(list_methods())
+True
+
+``unlearn(model, record, forget_indices, method="neggrad")`` returns an :class:`UnlearnResult`
+whose ``record`` describes the new model (method, parameters, forget set) for its file.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._types import Progress, report
+from ..data import Dataset, DatasetSpec, load_dataset
+from ..device import pick_device, seed_everything
+from ..errors import AuditInputError
+from ..forget import validate_indices
+from ..models import ModelRecord
+from ..train import accuracy
+
+__all__ = [
+    "UnlearnContext",
+    "UnlearnMethod",
+    "UnlearnResult",
+    "get_method",
+    "list_methods",
+    "parse_params",
+    "register_method",
+    "unlearn",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class UnlearnContext:
+    """What a method may use: the data, the original's record, the split, device and progress."""
+
+    dataset: Dataset
+    record: ModelRecord
+    forget_idx: np.ndarray
+    retain_idx: np.ndarray
+    device: torch.device
+    progress: Progress | None = None
+
+    def forget_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(self.forget_idx)
+        return self.dataset.x_train[idx], self.dataset.y_train[idx]
+
+    def retain_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.from_numpy(self.retain_idx)
+        return self.dataset.x_train[idx], self.dataset.y_train[idx]
+
+
+class UnlearnMethod(ABC):
+    """One unlearning algorithm. ``defaults`` documents and types its hyper-parameters."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    exact: ClassVar[bool] = False
+    defaults: ClassVar[dict[str, Any]] = {}
+    help: ClassVar[dict[str, str]] = {}
+
+    @abstractmethod
+    def run(self, model: nn.Module, ctx: UnlearnContext, **params: Any) -> nn.Module:
+        """Return the unlearned model (``model`` is the caller's copy and may be changed)."""
+
+
+_REGISTRY: dict[str, type[UnlearnMethod]] = {}
+
+
+def register_method(cls: type[UnlearnMethod]) -> type[UnlearnMethod]:
+    """Class decorator adding a method under ``cls.name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def list_methods() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> UnlearnMethod:
+    if name not in _REGISTRY:
+        raise AuditInputError(f"Unknown unlearning method '{name}'; choose one of: {', '.join(_REGISTRY)}.")
+    return _REGISTRY[name]()
+
+
+def parse_params(method: str, given: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    """The method's defaults updated by ``given`` (a dict, or ``KEY=VALUE`` strings), typed like the defaults."""
+    defaults = dict(_REGISTRY[method].defaults) if method in _REGISTRY else {}
+    if isinstance(given, list):
+        pairs = {}
+        for item in given:
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise AuditInputError(f"'{item}' is not KEY=VALUE.")
+            pairs[key.strip()] = value.strip()
+        given = pairs
+    params = dict(defaults)
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            known = ", ".join(defaults) or "none"
+            raise AuditInputError(f"Method '{method}' has no parameter '{key}' (its parameters: {known}).")
+        kind = type(defaults[key])
+        try:
+            if kind is bool and isinstance(value, str):
+                params[key] = value.lower() in ("1", "true", "yes", "on")
+            else:
+                params[key] = kind(value)
+        except (TypeError, ValueError):
+            raise AuditInputError(f"Parameter '{key}' of '{method}' must be a {kind.__name__}, not '{value}'.") from None
+    return params
+
+
+@dataclass(frozen=True, eq=False)
+class UnlearnResult:
+    """The unlearned model, its record (for its file) and how long unlearning took."""
+
+    model: nn.Module
+    record: ModelRecord
+    method: str
+    params: dict
+    seconds: float
+
+
+def unlearn(
+    model: nn.Module,
+    record: ModelRecord,
+    forget_indices,
+    *,
+    method: str,
+    params: dict[str, Any] | list[str] | None = None,
+    dataset: Dataset | None = None,
+    source_sha256: str | None = None,
+    progress: Progress | None = None,
+    device: torch.device | str | None = None,
+) -> UnlearnResult:
+    """Unlearn ``forget_indices`` from ``model`` (left untouched) with ``method``."""
+    impl = get_method(method)
+    params = parse_params(method, params)
+    data = dataset or load_dataset(DatasetSpec.from_dict(record.dataset))
+    forget_idx = validate_indices(forget_indices, record.train_indices, record.n_train_split)
+    retain_idx = np.setdiff1d(record.train_indices, forget_idx)
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    ctx = UnlearnContext(data, record, forget_idx, retain_idx, device, progress)
+
+    started = time.perf_counter()
+    seed_everything(int(params.get("seed", 0)))
+    working = copy.deepcopy(model).to(device)
+    result = impl.run(working, ctx, **params).cpu().eval()
+    seconds = time.perf_counter() - started
+    report(progress, 1.0, "Evaluating")
+
+    fx, fy = ctx.forget_data()
+    rx, ry = ctx.retain_data()
+    metrics = {
+        "forget_acc": accuracy(result, fx, fy),
+        "retain_acc": accuracy(result, rx, ry),
+        "test_acc": accuracy(result, data.x_test, data.y_test),
+        "unlearn_seconds": round(seconds, 3),
+        "device": str(device),
+    }
+    new_record = record.with_updates(
+        train_indices=retain_idx,
+        metrics=metrics,
+        unlearning={
+            "method": method,
+            "params": params,
+            "forget_indices": forget_idx.tolist(),
+            "source_sha256": source_sha256,
+            "seconds": round(seconds, 3),
+        },
+    )
+    return UnlearnResult(result, new_record, method, params, seconds)
+
+
+from . import basic  # noqa: E402,F401  (registers the methods)

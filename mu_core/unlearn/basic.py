@@ -1,0 +1,80 @@
+"""Retraining (exact), fine-tuning on the retain set, and gradient ascent (NegGrad)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._types import report
+from ..train import TrainConfig, default_config, fit_model, train_loop
+from . import UnlearnContext, UnlearnMethod, register_method
+
+
+@register_method
+class Retrain(UnlearnMethod):
+    """Exact unlearning: train from scratch on the retain set with the original's recorded recipe
+    and seed (the yardstick every other method is compared with).
+
+    A model imported as a plain state dict has no recorded recipe; the architecture's default
+    recipe is then used, and the result's parameters say so.
+    """
+
+    name = "retrain"
+    summary = "exact: retrain from scratch without the forget set (original's recipe and seed)"
+    exact = True
+    defaults: dict = {}
+
+    def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
+        recipe = ctx.record.recipe
+        if "epochs" in recipe and "lr" in recipe:
+            config = TrainConfig.from_dict(recipe)
+        else:
+            config = default_config(ctx.record.arch, len(ctx.retain_idx))
+            params["recipe_note"] = "original recipe unknown; architecture default used"
+        retrained, _ = fit_model(ctx.dataset, ctx.record.arch, config, train_indices=ctx.retain_idx, progress=ctx.progress, device=ctx.device)
+        return retrained
+
+
+@register_method
+class Finetune(UnlearnMethod):
+    """FT (Warnecke et al. 2023; SalUn's baseline): keep training the original on the retain set
+    only, relying on catastrophic forgetting. SGD with momentum 0.9, as in SalUn's code."""
+
+    name = "finetune"
+    summary = "train the original further on the retain set"
+    defaults = {"epochs": 5, "lr": 0.01, "batch_size": 64, "seed": 0}
+    help = {"epochs": "passes over the retain set", "lr": "SGD learning rate"}
+
+    def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
+        rx, ry = ctx.retain_data()
+        config = TrainConfig(epochs=params["epochs"], batch_size=params["batch_size"], lr=params["lr"], optimizer="sgd", seed=params["seed"])
+        return train_loop(model, rx, ry, config, device=ctx.device, progress=ctx.progress, label="Fine-tuning on retain set")
+
+
+@register_method
+class NegGrad(UnlearnMethod):
+    """GA / NegGrad (Golatkar et al. 2020; Thudi et al. 2022): gradient *ascent* on the forget
+    set's cross-entropy with plain SGD, a few epochs at a small learning rate."""
+
+    name = "neggrad"
+    summary = "gradient ascent on the forget set"
+    defaults = {"epochs": 5, "lr": 0.001, "batch_size": 32, "seed": 0}
+    help = {"epochs": "passes over the forget set", "lr": "SGD learning rate of the ascent"}
+
+    def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
+        fx, fy = ctx.forget_data()
+        fx, fy = fx.to(ctx.device), fy.to(ctx.device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9)
+        generator = torch.Generator().manual_seed(params["seed"])
+        loss_fn = nn.CrossEntropyLoss()
+        model.train()
+        bs = params["batch_size"]
+        for epoch in range(params["epochs"]):
+            order = torch.randperm(len(fx), generator=generator).to(ctx.device)
+            for start in range(0, len(fx), bs):
+                batch = order[start : start + bs]
+                optimizer.zero_grad(set_to_none=True)
+                (-loss_fn(model(fx[batch]), fy[batch])).backward()
+                optimizer.step()
+            report(ctx.progress, (epoch + 1) / params["epochs"], f"Gradient ascent: epoch {epoch + 1}/{params['epochs']}")
+        return model.eval()

@@ -1,0 +1,224 @@
+"""Case-level steps of an audit: what the pages call, on top of the same engine the CLI uses.
+
+Each step reads its inputs from the case, writes its outputs into it atomically, and records
+them in ``case.json``. Steps take a ``progress`` callback that may raise ``RunCancelled``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._types import Progress, sub_progress
+from .case import Case, CaseStore, atomic_write_bytes
+from .errors import AuditInputError
+from .forget import ForgetRequest, read_request, validate_indices, write_request
+
+__all__ = [
+    "DEMO_FORGET_SIZE",
+    "case_audit",
+    "case_forget_request",
+    "case_import_model",
+    "case_retrain",
+    "case_set_forget",
+    "case_train",
+    "case_unlearn",
+    "case_utility",
+    "load_case_model",
+    "make_demo_case",
+]
+
+DEMO_FORGET_SIZE = 100
+MODEL_FILES = {"original": "original.safetensors", "unlearned": "unlearned.safetensors", "retrained": "retrained.safetensors"}
+
+
+def _model_entry(case: Case, role: str, path: Path, record) -> dict:
+    from .models import sha256_file
+
+    return {"file": path.name, "sha256": sha256_file(path), "summary": record.summary()}
+
+
+def _save_role(case: Case, role: str, model, record) -> dict:
+    from .models import save_model
+
+    path = save_model(model, record, case.path(MODEL_FILES[role]))
+    entry = _model_entry(case, role, path, record)
+    if role == "original":
+        case.set_entry("original", entry)
+        case.update(dataset=record.dataset)
+    else:
+        case.set_entry(role, entry)
+    return entry
+
+
+def load_case_model(case: Case, role: str):
+    """``(model, record)`` of a case's model, or an error saying which step is missing."""
+    from .models import load_model
+
+    path = case.file(role)
+    if path is None:
+        step = {"original": "train or upload a model", "unlearned": "run an unlearning method", "retrained": "compute the retrained reference"}[role]
+        raise AuditInputError(f"This case has no {role} model yet: {step} first.")
+    return load_model(path)
+
+
+def case_forget_request(case: Case) -> ForgetRequest:
+    path = case.file("forget")
+    if path is None:
+        raise AuditInputError("This case has no forget request yet: choose samples to forget first.")
+    return read_request(path)
+
+
+def case_train(
+    case: Case,
+    dataset: str,
+    arch: str,
+    *,
+    data_root: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    train_size: int | None = None,
+    lr: float | None = None,
+    progress: Progress | None = None,
+) -> dict:
+    """Train the case's original model (replacing any earlier one and what depended on it)."""
+    from .data import DatasetSpec, load_dataset
+    from .train import TrainConfig, default_config, fit_model
+
+    data = load_dataset(DatasetSpec(dataset, data_root))
+    config = default_config(arch, train_size or data.n_train, seed=seed, epochs=epochs)
+    if lr:
+        config = TrainConfig(**{**config.to_dict(), "lr": lr})
+    model, record = fit_model(data, arch, config, train_size=train_size, progress=progress)
+    return _save_role(case, "original", model, record)
+
+
+def case_import_model(
+    case: Case,
+    content: bytes,
+    filename: str,
+    *,
+    arch: str | None = None,
+    dataset: str | None = None,
+    data_root: str | None = None,
+) -> dict:
+    """Import an uploaded model file (validated before it replaces anything in the case)."""
+    from .models import load_model
+
+    suffix = Path(filename).suffix.lower()
+    if suffix not in (".safetensors", ".pt", ".pth", ".bin"):
+        raise AuditInputError(f"'{filename}' is not a model file: upload .safetensors, .pt or .pth.")
+    staging = atomic_write_bytes(case.path("uploads", f"upload{suffix}"), content)
+    try:
+        model, record = load_model(staging, arch=arch, dataset=dataset, data_root=data_root)
+    finally:
+        staging.unlink(missing_ok=True)
+    if record.unlearning is None and not record.metrics:
+        from .data import DatasetSpec, load_dataset
+        from .train import accuracy
+
+        data = load_dataset(DatasetSpec.from_dict(record.dataset))
+        record = record.with_updates(metrics={"test_acc": accuracy(model, data.x_test, data.y_test)})
+    record = record.with_updates(metrics={**record.metrics, "imported_from": filename})
+    return _save_role(case, "original", model, record)
+
+
+def case_set_forget(case: Case, request: ForgetRequest) -> dict:
+    """Validate ``request`` against the original's training set and store it."""
+    from .models.io import read_record
+
+    path = case.file("original")
+    if path is None:
+        raise AuditInputError("This case has no model yet: train or upload a model first.")
+    record = read_record(path)
+    assert record is not None
+    indices = validate_indices(request.indices, record.train_indices, record.n_train_split)
+    request = ForgetRequest(indices, request.kind, request.params)
+    write_request(request, case.path("forget.json"))
+    return case.set_entry("forget", {"file": "forget.json", "count": len(request), "kind": request.kind, "describe": request.describe()})
+
+
+def case_unlearn(case: Case, method: str, params: dict[str, Any] | None = None, *, progress: Progress | None = None) -> dict:
+    """Unlearn the case's forget request from its original with ``method``.
+
+    ``retrain`` fills the retrained reference instead of the unlearned slot.
+    """
+    from .models import sha256_file
+    from .unlearn import unlearn
+
+    model, record = load_case_model(case, "original")
+    request = case_forget_request(case)
+    result = unlearn(model, record, request.indices, method=method, params=params, source_sha256=sha256_file(case.file("original")), progress=progress)
+    role = "retrained" if method == "retrain" else "unlearned"
+    entry = _save_role(case, role, result.model, result.record)
+    return entry
+
+
+def case_retrain(case: Case, *, progress: Progress | None = None) -> dict:
+    """Compute the retrained-from-scratch reference (the yardstick)."""
+    return case_unlearn(case, "retrain", progress=progress)
+
+
+def case_audit(case: Case, attacks: list[str] | None = None, *, seed: int = 0, progress: Progress | None = None) -> dict:
+    """Run the membership audit on every model the case has; writes ``audit/report.json``."""
+    from .audit.report import run_audit
+
+    request = case_forget_request(case)
+    models, files = {}, {}
+    for role in ("original", "unlearned", "retrained"):
+        if case.file(role) is not None:
+            models[role] = load_case_model(case, role)
+            files[role] = case.file(role)
+    if "original" not in models:
+        raise AuditInputError("This case has no model yet: train or upload a model first.")
+    result = run_audit(models, request.indices, attacks=attacks, seed=seed, model_files=files, progress=progress)
+    result.write(case.path("audit"))
+    case.set_entry("audit", {"file": "audit", "attacks": list(result.data["attacks"]), "models": list(models)})
+    return result.data
+
+
+def make_demo_case(store: CaseStore | None = None, *, progress: Progress | None = None) -> Case:
+    """A ready digits case: a trained ``cnn``, 100 random samples to forget, the retrained reference."""
+    from .forget import random_request
+    from .models.io import read_record
+
+    store = store or CaseStore()
+    case = store.create("Digits demo")
+    try:
+        case_train(case, "digits", "cnn", progress=sub_progress(progress, 0.0, 0.5))
+        record = read_record(case.file("original"))
+        assert record is not None
+        case_set_forget(case, random_request(record.train_indices, DEMO_FORGET_SIZE, seed=0))
+        case_retrain(case, progress=sub_progress(progress, 0.5, 1.0))
+    except BaseException:
+        store.delete(case.id)
+        raise
+    return case
+
+
+def case_utility(case: Case) -> dict[str, dict[str, float]]:
+    """Forget, retain and test accuracy of every model the case has (retain = original's
+    training set minus the forget set)."""
+    import torch
+
+    from .data import DatasetSpec, load_dataset
+    from .train import accuracy
+
+    original, record = load_case_model(case, "original")
+    request = case_forget_request(case)
+    data = load_dataset(DatasetSpec.from_dict(record.dataset))
+    forget_idx = torch.from_numpy(request.indices)
+    retain_idx = torch.from_numpy(np.setdiff1d(record.train_indices, request.indices))
+    out = {}
+    for role in ("original", "unlearned", "retrained"):
+        if case.file(role) is None:
+            continue
+        model = original if role == "original" else load_case_model(case, role)[0]
+        out[role] = {
+            "forget_acc": accuracy(model, data.x_train[forget_idx], data.y_train[forget_idx]),
+            "retain_acc": accuracy(model, data.x_train[retain_idx], data.y_train[retain_idx]),
+            "test_acc": accuracy(model, data.x_test, data.y_test),
+        }
+    return out

@@ -1,0 +1,194 @@
+"""Page setup, the current case, background jobs and small shared widgets.
+
+Every page starts with :func:`setup_page`, so it renders the same whether opened through
+``app.py`` or run on its own (by its URL, or by AppTest).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from mu_core.case import Case, CaseStore, atomic_write_text
+from mu_core.errors import AuditInputError
+from mu_core.jobs import Job, JobManager
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = {
+    "home": "app.py",
+    "model": "pages/1_Model.py",
+    "forget": "pages/2_Forget.py",
+    "unlearn": "pages/3_Unlearn.py",
+    "membership": "pages/4_Membership.py",
+}
+LAST_CASE_FILE = "last_case"
+
+
+def setup_page(title: str, icon: str = "🧽") -> None:
+    """Page config, session defaults and the sidebar (current case, running jobs)."""
+    st.set_page_config(page_title=f"{title} · MU Audit", page_icon=icon, layout="wide")
+    case = current_case()
+    with st.sidebar:
+        st.markdown("### MU Audit")
+        if case is None:
+            st.caption("No case open.")
+        else:
+            st.caption(f"Case: **{case.name}**")
+        running = jobs().running()
+        for job in running:
+            st.progress(job.fraction, text=f"{job.label}: {job.message}")
+        if running:
+            st.caption("Work continues while you switch pages.")
+
+
+def store() -> CaseStore:
+    return CaseStore()
+
+
+@st.cache_resource
+def _job_manager() -> JobManager:
+    return JobManager()
+
+
+def jobs() -> JobManager:
+    """The process-wide job manager (shared by every session and page)."""
+    return _job_manager()
+
+
+def _remember(case_id: str | None) -> None:
+    st.session_state["case_id"] = case_id
+    if case_id:
+        st.query_params["case"] = case_id
+        try:
+            atomic_write_text(store().home / LAST_CASE_FILE, case_id)
+        except OSError:
+            pass
+    elif "case" in st.query_params:
+        del st.query_params["case"]
+
+
+def current_case() -> Case | None:
+    """The open case: this session's, else the URL's (?case=), else the last one opened."""
+    candidates = [st.session_state.get("case_id"), st.query_params.get("case")]
+    last = store().home / LAST_CASE_FILE
+    if last.is_file():
+        candidates.append(last.read_text().strip())
+    for case_id in candidates:
+        if not case_id:
+            continue
+        try:
+            case = store().get(case_id)
+        except AuditInputError:
+            continue
+        if st.session_state.get("case_id") != case.id or st.query_params.get("case") != case.id:
+            _remember(case.id)
+        return case
+    st.session_state["case_id"] = None
+    return None
+
+
+def open_case(case_id: str | None) -> None:
+    """Make ``case_id`` the current case (``None``: no case)."""
+    _remember(case_id)
+
+
+def ensure_case(name: str = "") -> Case:
+    """The current case, creating a new one if none is open."""
+    case = current_case()
+    if case is None:
+        case = store().create(name)
+        open_case(case.id)
+    return case
+
+
+def link(page: str, label: str, icon: str | None = None) -> None:
+    """A link to another page; plain text where page links are unavailable (a page run alone)."""
+    try:
+        st.page_link(PAGES[page], label=label, icon=icon)
+    except Exception:  # the page is not part of a multipage app here
+        st.markdown(f"{label} (page **{Path(PAGES[page]).stem.split('_', 1)[-1]}**)")
+
+
+def need(case: Case | None, *keys: str) -> bool:
+    """Say what to do first when an earlier step is missing; ``True`` when all is there."""
+    steps = {
+        "original": ("model", "First train or upload a model on the **Model** page.", "Go to Model"),
+        "forget": ("forget", "First choose the samples to forget on the **Forget** page.", "Go to Forget"),
+        "unlearned": ("unlearn", "First run an unlearning method on the **Unlearn** page.", "Go to Unlearn"),
+    }
+    if case is None:
+        st.info("No case is open. Start one on the **Model** page, or try the demo on the home page.")
+        link("home", "Home", "🏠")
+        return False
+    for key in keys:
+        if case.file(key) is None:
+            page, text, label = steps[key]
+            st.info(text)
+            link(page, label, "➡️")
+            return False
+    return True
+
+
+def show_error(exc: Exception) -> None:
+    st.error(str(exc))
+
+
+def start_job(key: str, label: str, work: Callable[[Callable[[float, str], None]], Any]) -> None:
+    """Start background work; a clear message if the same work is already running."""
+    try:
+        jobs().submit(key, label, work)
+    except AuditInputError as exc:
+        show_error(exc)
+
+
+def job_key(case: Case | None, kind: str) -> str:
+    return f"{case.id if case else 'none'}:{kind}"
+
+
+def job_status(key: str, *, on_done: Callable[[Job], None] | None = None) -> Job | None:
+    """Show a job's progress (refreshing every second while it runs) with a Cancel button."""
+    job = jobs().get(key)
+    if job is None:
+        return None
+    was_running = job.running
+
+    @st.fragment(run_every=1.0 if was_running else None)
+    def panel() -> None:
+        current = jobs().get(key)
+        if current is None:
+            return
+        if current.running:
+            st.progress(current.fraction, text=f"{current.label}: {current.message} ({current.elapsed:.0f} s)")
+            st.button("Cancel", key=f"cancel-{key}", on_click=jobs().cancel, args=(key,))
+            return
+        if current.status == "done":
+            if on_done is not None and not st.session_state.get(f"handled-{key}-{current.started}"):
+                st.session_state[f"handled-{key}-{current.started}"] = True
+                on_done(current)
+            st.success(f"{current.label}: done in {current.elapsed:.1f} s.")
+        elif current.status == "cancelled":
+            st.warning(f"{current.label} was cancelled; nothing was changed.")
+        else:
+            st.error(current.error or f"{current.label} failed.")
+        if was_running:  # it finished while this fragment was refreshing: redraw the whole page
+            st.rerun()
+
+    panel()
+    return job
+
+
+def data_root_default(dataset: str) -> str:
+    """A sensible default folder for a dataset on disk (MU_AUDIT_DATA, or the shared folder)."""
+    env = os.environ.get("MU_AUDIT_DATA")
+    if env:
+        return str(Path(env) / dataset)
+    shared = ROOT.parent / "shared" / "datasets" / dataset
+    return str(shared) if shared.is_dir() else ""
+
+
+def percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"

@@ -136,8 +136,11 @@ def case_set_forget(case: Case, request: ForgetRequest) -> dict:
     assert record is not None
     indices = validate_indices(request.indices, record.train_indices, record.n_train_split)
     request = ForgetRequest(indices, request.kind, request.params)
-    write_request(request, case.path("forget.json"))
-    return case.set_entry("forget", {"file": "forget.json", "count": len(request), "kind": request.kind, "describe": request.describe()})
+    from .models.io import sha256_file
+
+    path = write_request(request, case.path("forget.json"))
+    entry = {"file": "forget.json", "sha256": sha256_file(path), "count": len(request), "kind": request.kind, "describe": request.describe()}
+    return case.set_entry("forget", entry)
 
 
 def case_unlearn(case: Case, method: str, params: dict[str, Any] | None = None, *, progress: Progress | None = None) -> dict:

@@ -81,7 +81,7 @@ def utility(case_id: str, fingerprint: tuple) -> dict:
     return case_utility(ui.store().get(case_id))
 
 
-fingerprint = tuple((k, (case.entry(k) or {}).get("sha256")) for k in ("original", "unlearned", "retrained")) + (case.entry("forget").get("count"),)
+fingerprint = tuple((case.entry(k) or {}).get("sha256") for k in ("original", "forget", "unlearned", "retrained"))
 try:
     table = utility(case.id, fingerprint)
 except AuditInputError as exc:

@@ -1,0 +1,30 @@
+# MU Audit: `make run` starts the app, `make test` runs the whole suite. Both set up .venv first.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench
+
+$(STAMP): requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m streamlit run app.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: lint
+	@if [ -x /usr/bin/chromium ]; then \
+		$(PY) -m pytest; \
+	else \
+		echo "Browser tests skipped: /usr/bin/chromium is missing (install it with: sudo apt-get install -y chromium)."; \
+		$(PY) -m pytest -m "not browser"; \
+	fi
+
+bench: $(STAMP)
+	$(PY) benchmarks/foundation.py

@@ -64,7 +64,7 @@ st.caption(
     "Builds a ready case on scikit-learn's bundled digits: a small CNN, 100 random training "
     "samples to forget, and the model retrained without them. Takes a few seconds."
 )
-DEMO_KEY = "global:demo"
+DEMO_KEY = ui.session_job_key("demo")  # this browser session's demo, not another user's
 
 
 def _start_demo() -> None:

@@ -57,20 +57,19 @@ with train_tab:
         help="Train on a seeded subset: a small one overfits, which membership attacks detect more easily.",
     )
 
-    def _train() -> None:
+    running = case is not None and (job := ui.jobs().get(ui.job_key(case, "train"))) is not None and job.running
+    if case is not None and case.entry("original"):
+        st.caption("Training replaces the current model, and the forget request, unlearned model and audit built on it.")
+    if st.button("Train", type="primary", disabled=running, key="train_button"):
         from mu_core.workflow import case_train
 
-        target = ui.ensure_case(f"{st.session_state.train_dataset} · {st.session_state.train_arch}")
+        target = ui.ensure_case(f"{dataset} · {arch}")
         args = {
             "dataset": dataset, "arch": arch, "data_root": data_root or None, "epochs": int(epochs) or None,
             "seed": int(seed), "train_size": int(train_size) or None,
         }
-        ui.start_job(ui.job_key(target, "train"), f"Training {arch} on {dataset}", lambda progress: case_train(target, progress=progress, **args))
-
-    running = case is not None and (job := ui.jobs().get(ui.job_key(case, "train"))) is not None and job.running
-    if case is not None and case.entry("original"):
-        st.caption("Training replaces the current model, and the forget request, unlearned model and audit built on it.")
-    st.button("Train", type="primary", on_click=_train, disabled=running, key="train_button")
+        if ui.start_job(ui.job_key(target, "train"), f"Training {arch} on {dataset}", lambda progress: case_train(target, progress=progress, **args)):
+            st.rerun()
     if case is not None:
         ui.job_status(ui.job_key(case, "train"))
 

@@ -51,12 +51,10 @@ with left:
         st.markdown((type(impl).__doc__ or "").strip())
     unlearn_key = ui.job_key(case, "unlearn")
 
-    def _unlearn() -> None:
-        chosen, values = st.session_state.unlearn_method, dict(params)
-        ui.start_job(unlearn_key, f"Unlearning with {chosen}", lambda progress: case_unlearn(case, chosen, values, progress=progress))
-
     job = ui.jobs().get(unlearn_key)
-    st.button("Unlearn", type="primary", on_click=_unlearn, disabled=bool(job and job.running), key="unlearn_button")
+    if st.button("Unlearn", type="primary", disabled=bool(job and job.running), key="unlearn_button"):
+        if ui.start_job(unlearn_key, f"Unlearning with {method}", lambda progress: case_unlearn(case, method, params, progress=progress)):
+            st.rerun()
     ui.job_status(unlearn_key)
 
 with right:
@@ -68,8 +66,9 @@ with right:
     retrain_key = ui.job_key(case, "retrain")
     job = ui.jobs().get(retrain_key)
     label = "Recompute retrained model" if case.entry("retrained") else "Compute retrained model"
-    st.button(label, on_click=lambda: ui.start_job(retrain_key, "Retraining from scratch", lambda progress: case_retrain(case, progress=progress)),
-              disabled=bool(job and job.running), key="retrain_button")
+    if st.button(label, disabled=bool(job and job.running), key="retrain_button"):
+        if ui.start_job(retrain_key, "Retraining from scratch", lambda progress: case_retrain(case, progress=progress)):
+            st.rerun()
     ui.job_status(retrain_key)
 
 # --- Comparison -----------------------------------------------------------------------------------

@@ -39,13 +39,11 @@ attacks = st.multiselect("Attacks", list_attacks(), default=list(DEFAULT_ATTACKS
 audit_key = ui.job_key(case, "audit")
 
 
-def _audit() -> None:
-    chosen = list(st.session_state.audit_attacks) or list(DEFAULT_ATTACKS)
-    ui.start_job(audit_key, "Membership audit", lambda progress: case_audit(case, chosen, progress=progress))
-
-
 job = ui.jobs().get(audit_key)
-st.button("Run audit", type="primary", on_click=_audit, disabled=bool(job and job.running), key="audit_button")
+if st.button("Run audit", type="primary", disabled=bool(job and job.running), key="audit_button"):
+    chosen = list(attacks) or list(DEFAULT_ATTACKS)
+    if ui.start_job(audit_key, "Membership audit", lambda progress: case_audit(case, chosen, progress=progress)):
+        st.rerun()
 ui.job_status(audit_key)
 
 report_path = case.file("audit")

@@ -137,16 +137,28 @@ def show_error(exc: Exception) -> None:
     st.error(str(exc))
 
 
-def start_job(key: str, label: str, work: Callable[[Callable[[float, str], None]], Any]) -> None:
-    """Start background work; a clear message if the same work is already running."""
+def start_job(key: str, label: str, work: Callable[[Callable[[float, str], None]], Any]) -> bool:
+    """Start background work; ``False`` with a clear message if the same work is already running."""
     try:
         jobs().submit(key, label, work)
     except AuditInputError as exc:
         show_error(exc)
+        return False
+    return True
 
 
 def job_key(case: Case | None, kind: str) -> str:
+    """Jobs on a case are keyed by the case, so every page and session sees them."""
     return f"{case.id if case else 'none'}:{kind}"
+
+
+def session_job_key(kind: str) -> str:
+    """A key private to this browser session (for work whose result only this session wants)."""
+    if "session_token" not in st.session_state:
+        import secrets
+
+        st.session_state["session_token"] = secrets.token_hex(8)
+    return f"session-{st.session_state['session_token']}:{kind}"
 
 
 def job_status(key: str, *, on_done: Callable[[Job], None] | None = None) -> Job | None:

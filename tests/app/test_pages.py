@@ -1,0 +1,134 @@
+"""Every page under AppTest: renders alone, says what is missing, and does its one job."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from mu_core.case import CaseStore
+from tests.app.conftest import app, run_until, texts
+
+PAGES = ["1_Model", "2_Forget", "3_Unlearn", "4_Membership"]
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_every_page_renders_without_a_case(page: str | None) -> None:
+    at = app(page).run()
+    assert not at.exception
+    if page in ("2_Forget", "3_Unlearn", "4_Membership"):
+        assert any("No case is open" in t for t in texts(at.info))
+
+
+def test_home_demo_button_builds_a_ready_case_and_opens_it(audit_home: Path) -> None:
+    at = app().run()
+    assert any("No case is open" in t for t in texts(at.info))
+    next(b for b in at.button if b.label == "Try the demo").click()
+    run_until(at, lambda a: any("Building the demo case: done" in t for t in texts(a.success)), timeout=180)
+    at.run()
+    cases = CaseStore(audit_home).list()
+    assert len(cases) == 1
+    manifest = cases[0].manifest
+    assert manifest["forget"]["count"] == 100
+    assert {"original", "forget", "retrained"} <= set(manifest)
+    assert at.session_state["case_id"] == cases[0].id
+    assert at.query_params["case"] in (cases[0].id, [cases[0].id])
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_alone_with_a_ready_case(page: str, install_case) -> None:
+    install_case("unlearned")
+    at = app(page).run()
+    assert not at.exception
+    assert not at.error
+
+
+def test_case_survives_a_restart_through_the_url(install_case) -> None:
+    demo_id = install_case("demo")
+    other = install_case("unlearned")
+    at = app()
+    at.query_params["case"] = demo_id
+    at.run()
+    assert at.session_state["case_id"] == demo_id
+    fresh = app().run()  # a new session, e.g. after a server restart: the last case opened
+    assert fresh.session_state["case_id"] == demo_id != other
+
+
+def test_home_renames_and_deletes_cases(install_case, audit_home: Path) -> None:
+    case_id = install_case("demo")
+    at = app().run()
+    at.text_input(key=f"name-{case_id}").set_value("Renamed audit")
+    at.button(key=f"rename-{case_id}").click().run()
+    assert CaseStore(audit_home).get(case_id).name == "Renamed audit"
+    at.button(key=f"delete-{case_id}").click().run()
+    assert CaseStore(audit_home).list() == []
+    assert not at.exception
+
+
+def test_model_page_trains_in_the_background_and_shows_the_model(audit_home: Path) -> None:
+    at = app("1_Model").run()
+    at.selectbox(key="train_arch").select("mlp")
+    at.number_input(key="train_epochs").set_value(3)
+    at.button(key="train_button").click()
+    run_until(at, lambda a: any("Current model: **mlp** on **digits**" in t for t in texts(a.success)))
+    case = CaseStore(audit_home).list()[0]
+    assert case.manifest["original"]["summary"]["arch"] == "mlp"
+    assert case.manifest["original"]["summary"]["train_samples"] == 1437
+
+
+def test_forget_page_saves_a_class_request_and_refuses_bad_indices(install_case, audit_home: Path) -> None:
+    case_id = install_case("demo")
+    at = app("2_Forget").run()
+    at.radio(key="forget_mode").set_value("A class (or part of one)").run()
+    at.selectbox(key="forget_class").select(3)
+    at.slider(key="forget_share").set_value(0.5)
+    at.button(key="forget_save").click().run()
+    assert not at.exception
+    entry = CaseStore(audit_home).get(case_id).manifest["forget"]
+    assert entry["kind"] == "class" and 70 <= entry["count"] <= 75  # half of the ~146 training 3s
+    assert "retrained" not in CaseStore(audit_home).get(case_id).manifest  # made for the old request
+
+    at.radio(key="forget_mode").set_value("Indices").run()
+    at.text_area(key="forget_text").set_value("1, 2, banana")
+    at.button(key="forget_save").click().run()
+    assert any("'banana'" in t and "not a whole number" in t for t in texts(at.error))
+    at.text_area(key="forget_text").set_value("5\n99999")
+    at.button(key="forget_save").click().run()
+    assert any("out of range" in t for t in texts(at.error))
+    assert CaseStore(audit_home).get(case_id).manifest["forget"]["kind"] == "class"  # kept
+
+
+def test_unlearn_page_needs_a_forget_request_first(audit_home: Path) -> None:
+    store = CaseStore(audit_home)
+    case = store.create("empty")
+    (audit_home / "last_case").write_text(case.id)
+    at = app("3_Unlearn").run()
+    assert any("train or upload a model" in t for t in texts(at.info))
+
+
+def test_unlearn_page_runs_a_method_and_compares_accuracy(install_case, audit_home: Path) -> None:
+    case_id = install_case("demo")
+    at = app("3_Unlearn").run()
+    at.selectbox(key="unlearn_method").select("neggrad")
+    at.button(key="unlearn_button").click()
+    run_until(at, lambda a: any("Unlearning with neggrad: done" in t for t in texts(a.success)))
+    at.run()
+    frame = at.dataframe[0].value
+    manifest = CaseStore(audit_home).get(case_id).manifest
+    assert manifest["unlearned"]["summary"]["method"] == "neggrad"
+    assert list(frame.index) == ["original", "unlearned", "retrained"]
+    assert frame.loc["original", "forget accuracy"] == pytest.approx(1.0)
+    assert 0.0 <= frame.loc["unlearned", "forget accuracy"] <= 1.0
+
+
+def test_membership_page_audits_and_reports_all_three_models(install_case, audit_home: Path) -> None:
+    case_id = install_case("unlearned")
+    at = app("4_Membership").run()
+    at.button(key="audit_button").click()
+    run_until(at, lambda a: any("Membership audit: done" in t for t in texts(a.success)))
+    at.run()
+    report = json.loads((audit_home / "cases" / case_id / "audit" / "report.json").read_text())
+    assert set(report["attacks"]["loss"]) == {"original", "unlearned", "retrained"}
+    assert len(at.get("plotly_chart")) == 2
+    assert any("loss attack AUC" in t for t in texts(at.markdown))

@@ -37,7 +37,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     home = tmp_path_factory.mktemp("e2e_home")
     port = _free_port()
     env = {**os.environ, "MU_AUDIT_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    log = open(home / "server.log", "w")  # noqa: SIM115  (closed below)
+    log = open(home / "server.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],

@@ -16,17 +16,14 @@ _THREADS_SET = False
 
 
 def configure_threads() -> int:
-    """Set torch's CPU thread count once: ``MU_AUDIT_THREADS`` if set, else 1 on machines with
-    two cores or fewer (small models gain nothing from a second thread there, and two busy-waiting
-    threads beside a web server or a test runner slow training down several-fold), else torch's
-    default. Returns the count in force."""
+    """Set torch's CPU thread count once from ``MU_AUDIT_THREADS``, if set (else torch's default,
+    one thread per core). Set it to 1 when other busy processes share a small machine: torch's
+    spinning worker threads then slow training down several-fold. Returns the count in force."""
     global _THREADS_SET
     if not _THREADS_SET:
         wanted = os.environ.get("MU_AUDIT_THREADS")
         if wanted:
             torch.set_num_threads(max(1, int(wanted)))
-        elif (os.cpu_count() or 1) <= 2:
-            torch.set_num_threads(1)
         _THREADS_SET = True
     return torch.get_num_threads()
 

@@ -189,7 +189,9 @@ def read_request(path: str | Path) -> ForgetRequest:
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
-            indices = [int(i) for i in data["indices"]]
+            indices = list(data["indices"])
+            if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+                raise AuditInputError(f"'{path.name}' holds indices that are not whole numbers.")
         except (json.JSONDecodeError, KeyError, TypeError, ValueError):
             raise AuditInputError(f"'{path.name}' is not a forget-request JSON with an 'indices' list.") from None
         kind, params = str(data.get("kind", "indices")), dict(data.get("params", {}))

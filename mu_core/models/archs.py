@@ -65,25 +65,28 @@ class MLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    """Two 3x3 conv blocks (32, 64 channels), pooled to 4x4, then 128 hidden units."""
+    """Two 3x3 conv blocks (16, 32 channels, each max-pooled while the image is large enough),
+    average-pooled to 4x4, then 128 hidden units."""
 
     def __init__(self, in_shape: tuple[int, int, int], num_classes: int) -> None:
         super().__init__()
         c = in_shape[0]
-        self.conv1 = nn.Conv2d(c, 32, 3, padding=1)
+        side = min(in_shape[1:])
+        self.conv1 = nn.Conv2d(c, 16, 3, padding=1)
         self.relu1 = nn.ReLU()
-        self.pool1 = nn.MaxPool2d(2) if min(in_shape[1:]) >= 4 else nn.Identity()
-        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)
+        self.pool1 = nn.MaxPool2d(2) if side >= 4 else nn.Identity()
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
         self.relu2 = nn.ReLU()
-        self.pool2 = nn.AdaptiveAvgPool2d(4)
+        self.pool2 = nn.MaxPool2d(2) if side >= 16 else nn.Identity()
+        self.pool3 = nn.AdaptiveAvgPool2d(4)
         self.flatten = nn.Flatten()
-        self.fc1 = nn.Linear(64 * 16, 128)
+        self.fc1 = nn.Linear(32 * 16, 128)
         self.relu3 = nn.ReLU()
         self.fc2 = nn.Linear(128, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.relu1(self.conv1(x)))
-        x = self.pool2(self.relu2(self.conv2(x)))
+        x = self.pool3(self.pool2(self.relu2(self.conv2(x))))
         return self.fc2(self.relu3(self.fc1(self.flatten(x))))
 
 
@@ -104,7 +107,7 @@ def build_mlp(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     return MLP(in_shape, num_classes)
 
 
-@register_arch("cnn", "small CNN (2 conv layers, 32-64 channels)")
+@register_arch("cnn", "small CNN (2 conv layers, 16-32 channels)")
 def build_cnn(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     return SmallCNN(in_shape, num_classes)
 

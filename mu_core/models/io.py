@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import struct
+import zipfile
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -174,19 +175,30 @@ def save_model(model, record: ModelRecord, path: str | Path) -> Path:
 
 
 def _load_state_dict_file(path: Path) -> dict:
+    """A state dict from a ``torch.save`` file, through the weights-only unpickler."""
     import pickle
+    import warnings
 
     import torch
 
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not (zipfile.is_zipfile(path) or head[:1] == b"\x80"):
+        raise AuditInputError(f"'{path.name}' is neither a safetensors nor a PyTorch (torch.save) file.")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise AuditInputError(
-            f"'{path.name}' holds pickled code or objects, not just weights, and was refused unopened; "
-            "save model.state_dict() or a safetensors file instead."
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ModuleNotFoundError) as exc:
-        raise AuditInputError(f"'{path.name}' is not a model file MU Audit can read ({str(exc).splitlines()[0]}).") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only" in str(exc).lower() or "unsupported global" in str(exc).lower():
+            raise AuditInputError(
+                f"'{path.name}' holds pickled code or objects, not just weights, and was refused unopened; "
+                "save model.state_dict() or a safetensors file instead."
+            ) from None
+        raise AuditInputError(f"'{path.name}' is a damaged PyTorch file ({str(exc).splitlines()[0]}).") from None
+    except Exception as exc:  # torch raises many types on damaged files
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise AuditInputError(f"'{path.name}' is a damaged or foreign PyTorch file ({first[:200]}).") from None
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -264,8 +276,12 @@ def load_model(
                 f"'{path.name}' is a plain state dict without MU Audit metadata: name its architecture "
                 "and dataset (--arch and --dataset)."
             )
-        spec = dataset if isinstance(dataset, DatasetSpec) else DatasetSpec(str(dataset), data_root)
-        data = load_dataset(spec)
+        from ..data import Dataset
+
+        if isinstance(dataset, Dataset):
+            data = dataset
+        else:
+            data = load_dataset(dataset if isinstance(dataset, DatasetSpec) else DatasetSpec(str(dataset), data_root))
         record = ModelRecord(
             arch=arch,
             in_shape=data.in_shape,

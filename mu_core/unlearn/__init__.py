@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
@@ -50,6 +50,8 @@ class UnlearnContext:
     retain_idx: np.ndarray
     device: torch.device
     progress: Progress | None = None
+    #: Anything a method wants recorded beside its parameters (e.g. a deviation it had to make).
+    notes: dict = field(default_factory=dict)
 
     def forget_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.from_numpy(self.forget_idx)
@@ -177,6 +179,7 @@ def unlearn(
             "forget_indices": forget_idx.tolist(),
             "source_sha256": source_sha256,
             "seconds": round(seconds, 3),
+            **({"notes": ctx.notes} if ctx.notes else {}),
         },
     )
     return UnlearnResult(result, new_record, method, params, seconds)

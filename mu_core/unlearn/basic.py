@@ -30,7 +30,7 @@ class Retrain(UnlearnMethod):
             config = TrainConfig.from_dict(recipe)
         else:
             config = default_config(ctx.record.arch, len(ctx.retain_idx))
-            params["recipe_note"] = "original recipe unknown; architecture default used"
+            ctx.notes["recipe"] = f"original recipe unknown; architecture default used: {config.to_dict()}"
         retrained, _ = fit_model(ctx.dataset, ctx.record.arch, config, train_indices=ctx.retain_idx, progress=ctx.progress, device=ctx.device)
         return retrained
 

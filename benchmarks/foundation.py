@@ -29,7 +29,7 @@ def bench_training(dataset: str, root: str | None) -> dict:
     started = time.perf_counter()
     data = load_dataset(DatasetSpec(dataset, root))
     load_s = time.perf_counter() - started
-    model, record = fit_model(data, "cnn")
+    _, record = fit_model(data, "cnn")
     return {"load_s": load_s, **record.metrics, "epochs": record.recipe["epochs"], "n_train": len(record.train_indices)}
 
 

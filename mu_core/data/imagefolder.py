@@ -27,16 +27,19 @@ TEST_SHARE = 0.2
 
 def unpack_zip(path: Path, dest_root: Path) -> Path:
     """Unpack ``path`` under ``dest_root/<hash>/`` safely (no paths outside, bounded size)."""
+    import shutil
+
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
     dest = dest_root / digest
     if dest.is_dir():
         return dest
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
     try:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
             if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
                 raise AuditInputError(f"'{path.name}' unpacks to more than {MAX_ZIP_BYTES // 1024**3} GiB; use a folder.")
-            tmp = dest.with_name(dest.name + ".partial")
             for member in members:
                 target = (tmp / member.filename).resolve()
                 if not target.is_relative_to(tmp.resolve()):
@@ -44,6 +47,9 @@ def unpack_zip(path: Path, dest_root: Path) -> Path:
             archive.extractall(tmp)
     except zipfile.BadZipFile:
         raise AuditInputError(f"'{path.name}' is not a valid zip file.") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     tmp.rename(dest)
     return dest
 

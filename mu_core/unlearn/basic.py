@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
 from .._types import report
-from ..train import TrainConfig, default_config, fit_model, train_loop
+from ..train import TrainConfig, accuracy, default_config, fit_model, train_loop
 from . import UnlearnContext, UnlearnMethod, register_method
 
 
@@ -54,27 +56,51 @@ class Finetune(UnlearnMethod):
 @register_method
 class NegGrad(UnlearnMethod):
     """GA / NegGrad (Golatkar et al. 2020; Thudi et al. 2022): gradient *ascent* on the forget
-    set's cross-entropy with plain SGD, a few epochs at a small learning rate."""
+    set's cross-entropy with plain SGD, a few epochs at a small learning rate.
+
+    Deviation: unbounded ascent collapses the whole model within a few steps (on a whole-class
+    request, always). We watch the accuracy on a fixed sample of up to 512 retain samples after
+    every step; once it falls more than ``max_retain_drop`` below the original's, the last
+    weights within the bound are kept, ascent stops, and the result's notes say so.
+    """
 
     name = "neggrad"
-    summary = "gradient ascent on the forget set"
-    defaults = {"epochs": 5, "lr": 0.001, "batch_size": 32, "seed": 0}
-    help = {"epochs": "passes over the forget set", "lr": "SGD learning rate of the ascent"}
+    summary = "gradient ascent on the forget set (stops before the model collapses)"
+    defaults = {"epochs": 5, "lr": 0.01, "batch_size": 32, "max_retain_drop": 0.1, "seed": 0}
+    help = {
+        "epochs": "passes over the forget set",
+        "lr": "SGD learning rate of the ascent",
+        "max_retain_drop": "stop once retain accuracy falls by more than this (absolute)",
+    }
 
     def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
         fx, fy = ctx.forget_data()
         fx, fy = fx.to(ctx.device), fy.to(ctx.device)
-        optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"], momentum=0.9)
+        rx, ry = ctx.retain_data()
+        watch = torch.randperm(len(rx), generator=torch.Generator().manual_seed(params["seed"]))[:512]
+        wx, wy = rx[watch], ry[watch]
+        floor = accuracy(model, wx, wy, device=ctx.device) - params["max_retain_drop"]
+        last_good = copy.deepcopy(model.state_dict())
+        optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"])
         generator = torch.Generator().manual_seed(params["seed"])
         loss_fn = nn.CrossEntropyLoss()
-        model.train()
-        bs = params["batch_size"]
+        bs, steps = params["batch_size"], 0
         for epoch in range(params["epochs"]):
             order = torch.randperm(len(fx), generator=generator).to(ctx.device)
             for start in range(0, len(fx), bs):
                 batch = order[start : start + bs]
+                model.train()
                 optimizer.zero_grad(set_to_none=True)
                 (-loss_fn(model(fx[batch]), fy[batch])).backward()
                 optimizer.step()
+                steps += 1
+                if accuracy(model, wx, wy, device=ctx.device) < floor:
+                    model.load_state_dict(last_good)
+                    ctx.notes["stopped_early"] = (
+                        f"retain accuracy fell more than {params['max_retain_drop']:.0%} after {steps} ascent steps; "
+                        f"kept the weights of step {steps - 1}"
+                    )
+                    return model.eval()
+                last_good = copy.deepcopy(model.state_dict())
             report(ctx.progress, (epoch + 1) / params["epochs"], f"Gradient ascent: epoch {epoch + 1}/{params['epochs']}")
         return model.eval()

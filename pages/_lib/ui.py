@@ -38,7 +38,8 @@ def setup_page(title: str, icon: str = "🧽") -> None:
             st.caption("No case open.")
         else:
             st.caption(f"Case: **{case.name}**")
-        running = jobs().running()
+        mine = (f"{case.id}:" if case else None, session_job_key(""))
+        running = [job for job in jobs().running() if job.key.startswith(tuple(k for k in mine if k))]
         for job in running:
             st.progress(job.fraction, text=f"{job.label}: {job.message}")
         if running:

@@ -60,3 +60,32 @@ def test_newcomer_trains_forgets_unlearns_and_sees_roc(page: Page, app_server: s
     expect(page.get_by_text(re.compile(r"loss attack AUC"))).to_be_visible()
     for role in ("original", "unlearned", "retrained"):
         expect(page.locator(".js-plotly-plot").first.get_by_text(re.compile(rf"{role} \(AUC"))).to_be_visible()
+
+
+def test_pickled_model_upload_is_refused_and_the_app_keeps_running(page: Page, app_server: str, tmp_path) -> None:
+    """A .pt file that would run code when unpickled gets one sentence; nothing runs, nothing breaks."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    import torch
+
+    torch.save({"weight": Payload()}, evil, pickle_module=pickle)
+    page.goto(f"{app_server}/Model")
+    settle(page)
+    page.get_by_role("tab", name="Upload a model").click()
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(str(evil))
+    settle(page)
+    page.get_by_role("button", name="Import model").click()
+    settle(page)
+    expect(page.get_by_text(re.compile(r"holds pickled code or objects.*refused unopened"))).to_be_visible()
+    assert not marker.exists()
+    page.get_by_role("tab", name="Train a model").click()
+    expect(page.get_by_role("button", name="Train", exact=True)).to_be_visible()

@@ -49,6 +49,13 @@ with train_tab:
             "Data folder", value=ui.data_root_default(dataset), key=f"root_{dataset}",
             help="The folder (or .zip for imagefolder) holding the dataset's files; nothing is downloaded.",
         )
+        if dataset == "imagefolder":
+            zipped = st.file_uploader("…or upload a .zip with one sub-folder of images per class", type=["zip"], key="imagefolder_zip")
+            if zipped is not None:
+                from mu_core.case import atomic_write_bytes
+
+                data_root = str(atomic_write_bytes(ui.store().home / "uploads" / Path(zipped.name).name, zipped.getvalue()))
+                st.caption(f"Using the uploaded {zipped.name}.")
     c1, c2, c3 = st.columns(3)
     epochs = c1.number_input("Epochs (0 = default)", min_value=0, max_value=500, value=0, step=1, key="train_epochs")
     seed = c2.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1, key="train_seed")

@@ -12,9 +12,9 @@ import streamlit as st
 from mu_core.errors import AuditInputError
 from pages._lib import ui
 
-ui.setup_page("Home")
+ui.setup_page("Home", ":material/cleaning_services:")
 
-st.title("🧽 MU Audit")
+st.title(":material/cleaning_services: MU Audit")
 st.markdown(
     "**Was this data really forgotten, and what does the unlearning itself leak?** "
     "Train or upload a PyTorch image classifier, choose training samples to forget, apply an "
@@ -41,7 +41,7 @@ else:
     for col, (key, label, _) in zip(cols, steps, strict=True):
         entry = manifest.get(key)
         with col:
-            st.markdown(f"{'✅' if entry else '⬜'} **{label}**")
+            st.markdown(f"{':material/check_circle:' if entry else ':material/radio_button_unchecked:'} **{label}**")
             if key in ("original", "unlearned", "retrained") and entry:
                 summary = entry.get("summary", {})
                 detail = f"{summary.get('arch', '')} on {summary.get('dataset', '')}"
@@ -56,7 +56,7 @@ else:
                 st.caption("attacks: " + ", ".join(entry.get("attacks", [])))
     next_step = next(((label, page) for key, label, page in steps if not manifest.get(key)), None)
     if next_step:
-        ui.link(next_step[1], f"Next: {next_step[0]}", "➡️")
+        ui.link(next_step[1], f"Next: {next_step[0]}", ":material/arrow_forward:")
 
 # --- The demo ---------------------------------------------------------------------------------
 st.subheader("Try the demo")

@@ -11,8 +11,8 @@ import streamlit as st
 
 from pages._lib import ui
 
-ui.setup_page("Model", "🧠")
-st.title("🧠 Model")
+ui.setup_page("Model", ":material/neurology:")
+st.title(":material/neurology: Model")
 st.caption("The original model: the one that was trained on the data someone now asks to forget.")
 
 from mu_core.data import dataset_info, list_datasets  # noqa: E402
@@ -34,7 +34,7 @@ if case is not None and case.entry("original"):
         + "."
     )
     st.caption(f"SHA-256 {entry.get('sha256')}")
-    ui.link("forget", "Next: choose samples to forget", "➡️")
+    ui.link("forget", "Next: choose samples to forget", ":material/arrow_forward:")
 
 train_tab, upload_tab = st.tabs(["Train a model", "Upload a model"])
 

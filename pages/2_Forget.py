@@ -11,8 +11,8 @@ import streamlit as st
 
 from pages._lib import ui
 
-ui.setup_page("Forget", "🗑️")
-st.title("🗑️ Forget request")
+ui.setup_page("Forget", ":material/delete_sweep:")
+st.title(":material/delete_sweep: Forget request")
 st.caption("Which training samples the data owners ask the model to forget.")
 
 case = ui.current_case()
@@ -97,4 +97,4 @@ if case.entry("forget"):
         if len(request) > len(shown):
             st.caption(f"Showing the first {len(shown)} of {len(request)} samples.")
     st.download_button("Download the request (one index per line)", "".join(f"{int(i)}\n" for i in request.indices), "forget.txt", key="forget_download")
-    ui.link("unlearn", "Next: unlearn these samples", "➡️")
+    ui.link("unlearn", "Next: unlearn these samples", ":material/arrow_forward:")

@@ -11,8 +11,8 @@ import streamlit as st
 
 from pages._lib import ui
 
-ui.setup_page("Unlearn", "🧹")
-st.title("🧹 Unlearn")
+ui.setup_page("Unlearn", ":material/cleaning_services:")
+st.title(":material/cleaning_services: Unlearn")
 st.caption("Apply an unlearning method to the forget request, and retrain from scratch as the yardstick.")
 
 case = ui.current_case()
@@ -98,4 +98,4 @@ st.caption(
     "and test accuracy. Lower than retrained is not better: it can itself reveal which samples were forgotten."
 )
 if case.entry("unlearned"):
-    ui.link("membership", "Next: audit membership", "➡️")
+    ui.link("membership", "Next: audit membership", ":material/arrow_forward:")

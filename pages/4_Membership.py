@@ -12,8 +12,8 @@ import streamlit as st
 
 from pages._lib import ui
 
-ui.setup_page("Membership", "🔎")
-st.title("🔎 Membership inference")
+ui.setup_page("Membership", ":material/policy:")
+st.title(":material/policy: Membership inference")
 st.caption(
     "Members are the forgotten samples; non-members are held-out test samples of the same classes in the "
     "same proportions. An attack scores each; the ROC shows how well the scores separate them."
@@ -32,7 +32,7 @@ from mu_core.workflow import case_audit  # noqa: E402
 missing = [role for role in ("unlearned", "retrained") if not case.entry(role)]
 if missing:
     st.info(f"This case has no {' and no '.join(missing)} model yet; the audit covers the models it has.")
-    ui.link("unlearn", "Go to Unlearn", "➡️")
+    ui.link("unlearn", "Go to Unlearn", ":material/arrow_forward:")
 
 attacks = st.multiselect("Attacks", list_attacks(), default=list(DEFAULT_ATTACKS), key="audit_attacks",
                          format_func=lambda a: f"{a} – {get_attack(a).summary}")

@@ -28,7 +28,7 @@ PAGES = {
 LAST_CASE_FILE = "last_case"
 
 
-def setup_page(title: str, icon: str = "🧽") -> None:
+def setup_page(title: str, icon: str = ":material/cleaning_services:") -> None:
     """Page config, session defaults and the sidebar (current case, running jobs)."""
     st.set_page_config(page_title=f"{title} · MU Audit", page_icon=icon, layout="wide")
     case = current_case()
@@ -123,13 +123,13 @@ def need(case: Case | None, *keys: str) -> bool:
     }
     if case is None:
         st.info("No case is open. Start one on the **Model** page, or try the demo on the home page.")
-        link("home", "Home", "🏠")
+        link("home", "Home", ":material/home:")
         return False
     for key in keys:
         if case.file(key) is None:
             page, text, label = steps[key]
             st.info(text)
-            link(page, label, "➡️")
+            link(page, label, ":material/arrow_forward:")
             return False
     return True
 

@@ -185,4 +185,4 @@ def unlearn(
     return UnlearnResult(result, new_record, method, params, seconds)
 
 
-from . import basic  # noqa: E402,F401  (registers the methods)
+from . import basic, gradient, teacher  # noqa: E402,F401  (registers the methods)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
 
 from .._types import report
-from ..train import TrainConfig, accuracy, default_config, fit_model, train_loop
+from ..train import TrainConfig, default_config, fit_model, train_loop
 from . import UnlearnContext, UnlearnMethod, register_method
+from ._common import RetainGuard, minibatches
 
 
 @register_method
@@ -59,9 +58,8 @@ class NegGrad(UnlearnMethod):
     set's cross-entropy with plain SGD, a few epochs at a small learning rate.
 
     Deviation: unbounded ascent collapses the whole model within a few steps (on a whole-class
-    request, always). We watch the accuracy on a fixed sample of up to 512 retain samples after
-    every step; once it falls more than ``max_retain_drop`` below the original's, the last
-    weights within the bound are kept, ascent stops, and the result's notes say so.
+    request, always), so a :class:`~mu_core.unlearn._common.RetainGuard` checks retain accuracy
+    after every step and stops ascent, keeping the last weights within ``max_retain_drop``.
     """
 
     name = "neggrad"
@@ -76,31 +74,17 @@ class NegGrad(UnlearnMethod):
     def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
         fx, fy = ctx.forget_data()
         fx, fy = fx.to(ctx.device), fy.to(ctx.device)
-        rx, ry = ctx.retain_data()
-        watch = torch.randperm(len(rx), generator=torch.Generator().manual_seed(params["seed"]))[:512]
-        wx, wy = rx[watch], ry[watch]
-        floor = accuracy(model, wx, wy, device=ctx.device) - params["max_retain_drop"]
-        last_good = copy.deepcopy(model.state_dict())
+        guard = RetainGuard(model, ctx, max_drop=params["max_retain_drop"], seed=params["seed"])
         optimizer = torch.optim.SGD(model.parameters(), lr=params["lr"])
         generator = torch.Generator().manual_seed(params["seed"])
         loss_fn = nn.CrossEntropyLoss()
-        bs, steps = params["batch_size"], 0
         for epoch in range(params["epochs"]):
-            order = torch.randperm(len(fx), generator=generator).to(ctx.device)
-            for start in range(0, len(fx), bs):
-                batch = order[start : start + bs]
+            for batch in minibatches(len(fx), params["batch_size"], generator, ctx.device):
                 model.train()
                 optimizer.zero_grad(set_to_none=True)
                 (-loss_fn(model(fx[batch]), fy[batch])).backward()
                 optimizer.step()
-                steps += 1
-                if accuracy(model, wx, wy, device=ctx.device) < floor:
-                    model.load_state_dict(last_good)
-                    ctx.notes["stopped_early"] = (
-                        f"retain accuracy fell more than {params['max_retain_drop']:.0%} after {steps} ascent steps; "
-                        f"kept the weights of step {steps - 1}"
-                    )
+                if not guard.ok(model):
                     return model.eval()
-                last_good = copy.deepcopy(model.state_dict())
             report(ctx.progress, (epoch + 1) / params["epochs"], f"Gradient ascent: epoch {epoch + 1}/{params['epochs']}")
         return model.eval()

@@ -1,4 +1,4 @@
-"""The command line: ``python -m mu_core {train,forget,unlearn,audit,list}``.
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,compare,list}``.
 
 Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
 what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
@@ -66,12 +66,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = default_config(args.arch, args.train_size or data.n_train, seed=args.seed, epochs=args.epochs)
     overrides = {k: v for k, v in {"lr": args.lr, "batch_size": args.batch_size}.items() if v}
     config = TrainConfig(**{**config.to_dict(), **overrides})
-    model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, device=args.device)
+    if args.sisa:
+        from .train import fit_sisa, subset_indices
+
+        shards, slices = _parse_sisa(args.sisa)
+        indices = subset_indices(data.n_train, args.train_size, args.seed) if args.train_size else None
+        model, record = _with_bar("train", fit_sisa, data, args.arch, config, shards=shards, slices=slices,
+                                  aggregate=args.sisa_aggregate, train_indices=indices, device=args.device)
+    else:
+        model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, device=args.device)
     save_model(model, record, out)
     m = record.metrics
     print(f"wrote {out}: {args.arch} on {args.dataset}, {len(record.train_indices)} training samples, "
           f"train accuracy {m['train_acc']:.2%}, test accuracy {m['test_acc']:.2%}, {m['train_seconds']:.1f} s on {m['device']}")
     return 0
+
+
+def _parse_sisa(text: str) -> tuple[int, int]:
+    shards, _, slices = text.lower().partition("x")
+    try:
+        return int(shards), int(slices)
+    except ValueError:
+        raise AuditInputError(f"--sisa takes SHARDSxSLICES, e.g. 5x4, not '{text}'.") from None
 
 
 def _load(path: str, args: argparse.Namespace):
@@ -152,6 +168,25 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_methods
+    from .forget import read_request
+
+    model, record = _load(args.model, args)
+    request = read_request(args.forget)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise AuditInputError("--methods names no method; give a comma-separated list (see 'list').")
+    result = _with_bar("compare", compare_methods, model, record, request.indices, methods, grid=args.grid, seed=args.seed, device=args.device)
+    path = result.write(args.out)
+    print(f"wrote {path}")
+    print(f"{'method':<16}{'UA':>8}{'RA':>8}{'TA':>8}{'MIA':>8}{'gap':>8}{'seconds':>10}{'speed-up':>10}")
+    for name, row in result.rows.items():
+        print(f"{name:<16}{row['ua']:>8.2%}{row['ra']:>8.2%}{row['ta']:>8.2%}{row['mia_efficacy']:>8.2%}{row['avg_gap']:>8.2%}"
+              f"{row['seconds']:>10.1f}{row['speedup']:>9.1f}x")
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .attacks import list_attacks
     from .data import list_datasets
@@ -184,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, help="train on a seeded random subset of this many samples")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--sisa", metavar="SxR", help="train a SISA ensemble of S shards x R slices (unlearn it with --method sisa)")
+    p.add_argument("--sisa-aggregate", choices=["mean", "vote"], default="mean", help="how SISA shards vote")
     p.add_argument("--out", required=True, help="output .safetensors file")
     device_arg(p)
     p.set_defaults(func=cmd_train)
@@ -224,6 +261,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for report.json and scores.csv")
     device_arg(p)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("compare", help="run several unlearning methods on one request and compare them with retraining")
+    p.add_argument("--model", required=True)
+    p.add_argument("--arch", help="architecture of a plain state-dict model")
+    data_args(p)
+    p.add_argument("--forget", required=True)
+    p.add_argument("--methods", required=True, help="comma-separated methods (retrain is always included)")
+    p.add_argument("--grid", action="store_true", help="a small grid search per method, keeping the smallest Avg. Gap")
+    p.add_argument("--seed", type=int, default=0, help="seed of the MIA-efficacy sampling")
+    p.add_argument("--out", required=True, help="output folder for compare.json and compare.csv")
+    device_arg(p)
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
     p.set_defaults(func=cmd_list)

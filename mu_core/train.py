@@ -15,7 +15,7 @@ from .device import pick_device, seed_everything
 from .errors import AuditInputError
 from .models import ModelRecord, build_model
 
-__all__ = ["TrainConfig", "accuracy", "default_config", "fit_model", "predict_logits", "subset_indices", "train_loop"]
+__all__ = ["TrainConfig", "accuracy", "default_config", "fit_model", "fit_sisa", "predict_logits", "subset_indices", "train_loop"]
 
 
 @dataclass(frozen=True)
@@ -186,3 +186,92 @@ def fit_model(
         metrics=metrics,
     )
     return model.cpu().eval(), record
+
+
+def _train_shard(
+    ensemble,
+    shard: int,
+    parts: list[np.ndarray],
+    start_slice: int,
+    data: Dataset,
+    config: TrainConfig,
+    epochs_per_slice: int,
+    device: torch.device,
+    progress: Progress | None,
+) -> None:
+    """(Re)train one SISA shard from the checkpoint before ``start_slice`` (or from its seeded
+    initialisation), adding one slice at a time and checkpointing after each but the last."""
+    from .models import build_model
+
+    model = ensemble.shards[shard]
+    if start_slice == 0:
+        torch.manual_seed(config.seed * 1009 + shard)
+        model.load_state_dict(build_model(ensemble.arch_name, data.in_shape, data.num_classes).state_dict())
+    else:
+        model.load_state_dict(ensemble.checkpoint(shard, start_slice - 1))
+    slices = len(parts)
+    for r in range(start_slice, slices):
+        idx = torch.from_numpy(np.concatenate(parts[: r + 1]))
+        if len(idx):
+            slice_config = TrainConfig(**{**config.to_dict(), "epochs": epochs_per_slice, "seed": config.seed * 1009 + shard * 101 + r})
+            sub = None if progress is None else (lambda f, m, r=r: progress((r - start_slice + f) / (slices - start_slice), m))
+            train_loop(model, data.x_train[idx], data.y_train[idx], slice_config, device=device, progress=sub, label=f"Shard {shard + 1}, slice {r + 1}/{slices}")
+        if r < slices - 1:
+            ensemble.set_checkpoint(shard, r, model.state_dict())
+
+
+def fit_sisa(
+    dataset: Dataset | str,
+    arch: str,
+    config: TrainConfig | None = None,
+    *,
+    shards: int,
+    slices: int,
+    aggregate: str = "mean",
+    train_indices: np.ndarray | None = None,
+    assignment: list[list[np.ndarray]] | None = None,
+    progress: Progress | None = None,
+    device: torch.device | str | None = None,
+):
+    """Train a SISA ensemble (see :mod:`mu_core.models.sisa`). Each slice is trained for
+    ``ceil(epochs / slices)`` epochs on its shard's slices so far. ``assignment`` (shard x slice
+    indices) replaces the seeded split, e.g. to retrain without a forget set."""
+    from .models.io import ModelRecord
+    from .models.sisa import SisaEnsemble, encode_assignment, sisa_assignment
+
+    data = load_dataset(dataset) if isinstance(dataset, str) else dataset
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    if shards < 1 or slices < 1:
+        raise AuditInputError("--sisa needs at least one shard and one slice, e.g. 5x4.")
+    if train_indices is None:
+        train_indices = np.arange(data.n_train, dtype=np.int64)
+    train_indices = np.sort(np.asarray(train_indices, dtype=np.int64))
+    if len(train_indices) < shards * slices:
+        raise AuditInputError(f"{shards}x{slices} SISA needs at least {shards * slices} training samples.")
+    config = (config or default_config(arch, len(train_indices) // shards)).validate()
+    epochs_per_slice = max(1, -(-config.epochs // slices))
+    assignment = assignment or sisa_assignment(train_indices, shards, slices, config.seed)
+
+    started = time.perf_counter()
+    ensemble = SisaEnsemble(arch, data.in_shape, data.num_classes, shards, aggregate)
+    for s in range(shards):
+        sub = None if progress is None else (lambda f, m, s=s: progress((s + f) / shards, m))
+        _train_shard(ensemble, s, assignment[s], 0, data, config, epochs_per_slice, device, sub)
+    ensemble.cpu().eval()
+    seconds = time.perf_counter() - started
+    idx = torch.from_numpy(train_indices)
+    recipe = {
+        **config.to_dict(),
+        "sisa": {"shards": shards, "slices": slices, "aggregate": aggregate, "epochs_per_slice": epochs_per_slice,
+                 "assignment": encode_assignment(assignment, data.n_train)},
+    }
+    record = ModelRecord(
+        arch=arch, in_shape=data.in_shape, class_names=data.class_names, dataset=data.spec.to_dict(),
+        train_indices=train_indices, n_train_split=data.n_train, recipe=recipe,
+        metrics={
+            "train_acc": accuracy(ensemble, data.x_train[idx], data.y_train[idx], device=device),
+            "test_acc": accuracy(ensemble, data.x_test, data.y_test, device=device),
+            "train_seconds": round(seconds, 3), "device": str(device),
+        },
+    )
+    return ensemble, record

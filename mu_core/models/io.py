@@ -168,6 +168,9 @@ def save_model(model, record: ModelRecord, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
+    extra = getattr(model, "extra_tensors", None)
+    if extra is not None:
+        tensors.update({name: t.detach().cpu().contiguous() for name, t in extra().items()})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(tensors, str(tmp), metadata=record.to_metadata())
     os.replace(tmp, path)
@@ -254,7 +257,7 @@ def load_model(
     from safetensors.torch import load_file
 
     from ..data import DatasetSpec, load_dataset
-    from .archs import build_model
+    from .sisa import CKPT_PREFIX, model_from_record
 
     path = Path(path)
     if not path.is_file():
@@ -294,7 +297,10 @@ def load_model(
         )
     elif arch and arch != record.arch:
         raise AuditInputError(f"'{path.name}' holds a '{record.arch}' model, not '{arch}'.")
-    model = build_model(record.arch, record.in_shape, record.num_classes)
+    model = model_from_record(record)
+    checkpoints = {k[len(CKPT_PREFIX) :]: state.pop(k) for k in [k for k in state if k.startswith(CKPT_PREFIX)]}
     _load_weights(model, state, path.name, record.arch)
+    if checkpoints:
+        model.checkpoints = checkpoints
     model.eval()
     return model, record

@@ -52,6 +52,8 @@ class UnlearnContext:
     progress: Progress | None = None
     #: Anything a method wants recorded beside its parameters (e.g. a deviation it had to make).
     notes: dict = field(default_factory=dict)
+    #: Changes to the recipe the unlearned model's record carries (e.g. SISA's new assignment).
+    recipe_updates: dict = field(default_factory=dict)
 
     def forget_data(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.from_numpy(self.forget_idx)
@@ -172,6 +174,7 @@ def unlearn(
     }
     new_record = record.with_updates(
         train_indices=retain_idx,
+        recipe={**record.recipe, **ctx.recipe_updates},
         metrics=metrics,
         unlearning={
             "method": method,
@@ -185,4 +188,4 @@ def unlearn(
     return UnlearnResult(result, new_record, method, params, seconds)
 
 
-from . import basic, gradient, teacher  # noqa: E402,F401  (registers the methods)
+from . import basic, gradient, sisa, teacher  # noqa: E402,F401  (registers the methods)

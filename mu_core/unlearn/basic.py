@@ -27,6 +27,20 @@ class Retrain(UnlearnMethod):
 
     def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
         recipe = ctx.record.recipe
+        if recipe.get("sisa"):
+            from ..models.sisa import decode_assignment
+            from ..train import fit_sisa
+            from .sisa import remove_from_assignment
+
+            sisa = recipe["sisa"]
+            assignment = remove_from_assignment(decode_assignment(sisa["assignment"]), ctx.forget_idx)
+            ensemble, record = fit_sisa(
+                ctx.dataset, ctx.record.arch, TrainConfig.from_dict(recipe), shards=int(sisa["shards"]), slices=int(sisa["slices"]),
+                aggregate=sisa.get("aggregate", "mean"), train_indices=ctx.retain_idx, assignment=assignment,
+                progress=ctx.progress, device=ctx.device,
+            )
+            ctx.recipe_updates["sisa"] = record.recipe["sisa"]
+            return ensemble
         if "epochs" in recipe and "lr" in recipe:
             config = TrainConfig.from_dict(recipe)
         else:

@@ -33,8 +33,8 @@ _LOCK = threading.RLock()
 
 #: What depends on what: replacing a key invalidates the keys listed for it.
 _DOWNSTREAM = {
-    "original": ("forget", "unlearned", "retrained", "audit"),
-    "forget": ("unlearned", "retrained", "audit"),
+    "original": ("forget", "unlearned", "retrained", "audit", "compare"),
+    "forget": ("unlearned", "retrained", "audit", "compare"),
     "unlearned": ("audit",),
     "retrained": ("audit",),
 }

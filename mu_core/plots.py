@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["MODEL_COLORS", "class_histogram", "roc_figure"]
+__all__ = ["MODEL_COLORS", "class_histogram", "gap_time_figure", "roc_figure"]
 
 MODEL_COLORS = {"original": "#d62728", "unlearned": "#1f77b4", "retrained": "#7f7f7f"}
 _DASH = {"original": "solid", "unlearned": "solid", "retrained": "dash"}
@@ -59,4 +59,28 @@ def class_histogram(counts: Mapping[str, int], *, title: str = "Samples per clas
     """A bar chart of how many samples of each class a request holds."""
     fig = go.Figure(go.Bar(x=list(counts), y=list(counts.values()), marker_color=MODEL_COLORS["unlearned"]))
     fig.update_layout(title=title, xaxis={"title": "class", "type": "category"}, yaxis={"title": "samples"}, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def gap_time_figure(rows: Mapping[str, Mapping], *, title: str = "Avg. Gap to retraining vs run time") -> go.Figure:
+    """One point per method: run time (log scale) against Avg. Gap; retraining sits at gap 0."""
+    names = list(rows)
+    fig = go.Figure(
+        go.Scatter(
+            x=[max(float(rows[n]["seconds"]), 1e-3) for n in names],
+            y=[100 * float(rows[n]["avg_gap"]) for n in names],
+            mode="markers+text",
+            text=names,
+            textposition="top center",
+            marker={"size": 12, "color": [MODEL_COLORS["retrained"] if n == "retrain" else MODEL_COLORS["unlearned"] for n in names]},
+            hovertemplate="%{text}<br>%{x:.2f} s<br>Avg. Gap %{y:.2f} points<extra></extra>",
+        )
+    )
+    fig.update_layout(
+        title=title,
+        xaxis={"title": "seconds (log scale)", "type": "log"},
+        yaxis={"title": "Avg. Gap (percentage points, lower is better)", "rangemode": "tozero"},
+        height=380,
+        margin={"l": 10, "r": 10, "t": 40, "b": 10},
+    )
     return fig

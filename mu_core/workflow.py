@@ -19,12 +19,14 @@ from .forget import ForgetRequest, read_request, validate_indices, write_request
 __all__ = [
     "DEMO_FORGET_SIZE",
     "case_audit",
+    "case_compare",
     "case_forget_request",
     "case_import_model",
     "case_retrain",
     "case_set_forget",
     "case_train",
     "case_unlearn",
+    "case_use_method",
     "case_utility",
     "load_case_model",
     "make_demo_case",
@@ -180,6 +182,40 @@ def case_audit(case: Case, attacks: list[str] | None = None, *, seed: int = 0, p
     result.write(case.path("audit"))
     case.set_entry("audit", {"file": "audit", "attacks": list(result.data["attacks"]), "models": list(models)})
     return result.data
+
+
+def case_compare(case: Case, methods: list[str], *, grid: bool = False, progress: Progress | None = None) -> dict:
+    """Run several methods (and ``retrain``) on the case's request; keep every model and the table.
+
+    Models go to ``compare/models/<name>.safetensors``, the table to ``compare/compare.json`` (and CSV);
+    the retrained model also becomes the case's retrained reference.
+    """
+    from .compare import compare_methods
+    from .models import save_model, sha256_file
+
+    model, record = load_case_model(case, "original")
+    request = case_forget_request(case)
+    source = sha256_file(case.file("original"))
+    result = compare_methods(model, record, request.indices, methods, grid=grid, progress=progress)
+    case.set_entry("compare", {"file": "compare"})
+    result.write(case.path("compare"))
+    for name, res in result.models.items():
+        unlearning = dict(res.record.unlearning or {}, source_sha256=source)
+        save_model(res.model, res.record.with_updates(unlearning=unlearning), case.path("compare", "models", f"{name}.safetensors"))
+    _save_role(case, "retrained", result.models["retrain"].model, result.models["retrain"].record)
+    case.update(compare={"file": "compare", "methods": list(result.rows), "grid": grid})
+    return result.to_dict()
+
+
+def case_use_method(case: Case, method: str) -> dict:
+    """Make a compared method's model the case's unlearned model (for the membership audit)."""
+    from .models import load_model
+
+    path = case.path("compare", "models", f"{method}.safetensors")
+    if not path.is_file():
+        raise AuditInputError(f"No compared model for '{method}' in this case; run the comparison first.")
+    model, record = load_model(path)
+    return _save_role(case, "unlearned", model, record)
 
 
 def make_demo_case(store: CaseStore | None = None, *, progress: Progress | None = None) -> Case:

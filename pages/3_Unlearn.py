@@ -23,7 +23,14 @@ import pandas as pd  # noqa: E402
 
 from mu_core.errors import AuditInputError  # noqa: E402
 from mu_core.unlearn import get_method, list_methods  # noqa: E402
-from mu_core.workflow import case_forget_request, case_retrain, case_unlearn, case_utility  # noqa: E402
+from mu_core.workflow import (  # noqa: E402
+    case_compare,
+    case_forget_request,
+    case_retrain,
+    case_unlearn,
+    case_use_method,
+    case_utility,
+)
 
 request = case_forget_request(case)
 st.markdown(f"Forget request: **{request.describe()}**.")
@@ -99,3 +106,51 @@ st.caption(
 )
 if case.entry("unlearned"):
     ui.link("membership", "Next: audit membership", ":material/arrow_forward:")
+
+# --- Compare several methods ------------------------------------------------------------------------
+st.subheader("Compare methods against retraining")
+st.caption(
+    "Runs each method with its default preset (or a small grid of learning rates and epochs, keeping the "
+    "setting closest to retraining) and scores it as the SalUn paper does: UA = 1 - forget accuracy, RA = "
+    "retain accuracy, TA = test accuracy (for a forgotten class, on the other classes), MIA-efficacy, and "
+    "Avg. Gap = mean distance to retraining over those four. Lower gap is better; retraining is the ideal."
+)
+compare_key = ui.job_key(case, "compare")
+c1, c2 = st.columns([4, 1], vertical_alignment="bottom")
+chosen = c1.multiselect("Methods", methods, default=[m for m in ("finetune", "neggrad") if m in methods], key="compare_methods")
+grid = c2.checkbox("Grid search", key="compare_grid", help="a few learning rates x epochs per method, scored by Avg. Gap")
+job = ui.jobs().get(compare_key)
+if st.button("Compare", type="primary", disabled=bool(job and job.running) or not chosen, key="compare_button"):
+    picked, use_grid = list(chosen), bool(grid)
+    if ui.start_job(compare_key, f"Comparing {len(picked)} method(s)", lambda progress: case_compare(case, picked, grid=use_grid, progress=progress)):
+        st.rerun()
+ui.job_status(compare_key)
+
+compare_dir = case.file("compare")
+if compare_dir is not None and (compare_dir / "compare.json").is_file():
+    import json
+
+    from mu_core.plots import gap_time_figure
+
+    table = json.loads((compare_dir / "compare.json").read_text())["methods"]
+    frame = pd.DataFrame.from_dict(table, orient="index")[["ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds", "speedup"]]
+    frame.index.name = "method"
+    st.dataframe(
+        frame.rename(columns={"ua": "UA", "ra": "RA", "ta": "TA", "mia_efficacy": "MIA-efficacy", "avg_gap": "Avg. Gap",
+                              "seconds": "seconds", "speedup": "speed-up"}).style.format(
+            {"UA": "{:.2%}", "RA": "{:.2%}", "TA": "{:.2%}", "MIA-efficacy": "{:.2%}", "Avg. Gap": "{:.2%}", "seconds": "{:.1f}", "speed-up": "{:.1f}x"}),
+        key="compare_table",
+    )
+    st.plotly_chart(gap_time_figure(table), key="compare_chart")
+    notes = {name: row["notes"] for name, row in table.items() if row.get("notes")}
+    if notes:
+        with st.expander("Notes from the methods (early stops, deviations)"):
+            st.json(notes)
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    use = c1.selectbox("Audit this method's model", [m for m in table if m != "retrain"], key="compare_use")
+    if c2.button("Use for the audit", key="compare_use_button", disabled=use is None):
+        try:
+            case_use_method(case, use)
+            st.rerun()
+        except AuditInputError as exc:
+            ui.show_error(exc)

@@ -132,3 +132,21 @@ def test_membership_page_audits_and_reports_all_three_models(install_case, audit
     assert set(report["attacks"]["loss"]) == {"original", "unlearned", "retrained"}
     assert len(at.get("plotly_chart")) == 2
     assert any("loss attack AUC" in t for t in texts(at.markdown))
+
+
+def test_unlearn_page_compares_methods_and_uses_one_for_the_audit(install_case, audit_home: Path) -> None:
+    case_id = install_case("demo")
+    at = app("3_Unlearn").run()
+    at.multiselect(key="compare_methods").set_value(["finetune", "neggrad"])
+    at.button(key="compare_button").click()
+    run_until(at, lambda a: any("Comparing 2 method(s): done" in t for t in texts(a.success)), timeout=180)
+    at.run()
+    table = at.dataframe(key="compare_table").value if "compare_table" in [d.key for d in at.dataframe] else at.dataframe[-1].value
+    assert list(table.index) == ["retrain", "finetune", "neggrad"]
+    assert table.loc["retrain", "Avg. Gap"] == 0.0
+    assert len(at.get("plotly_chart")) == 1
+    at.selectbox(key="compare_use").select("neggrad")
+    at.button(key="compare_use_button").click().run()
+    manifest = CaseStore(audit_home).get(case_id).manifest
+    assert manifest["unlearned"]["summary"]["method"] == "neggrad"
+    assert manifest["compare"]["methods"] == ["retrain", "finetune", "neggrad"]

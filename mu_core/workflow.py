@@ -83,17 +83,23 @@ def case_train(
     seed: int = 0,
     train_size: int | None = None,
     lr: float | None = None,
+    sisa: tuple[int, int] | None = None,
     progress: Progress | None = None,
 ) -> dict:
-    """Train the case's original model (replacing any earlier one and what depended on it)."""
+    """Train the case's original model (replacing any earlier one and what depended on it);
+    ``sisa=(shards, slices)`` trains a SISA ensemble instead."""
     from .data import DatasetSpec, load_dataset
-    from .train import TrainConfig, default_config, fit_model
+    from .train import TrainConfig, default_config, fit_model, fit_sisa, subset_indices
 
     data = load_dataset(DatasetSpec(dataset, data_root))
     config = default_config(arch, train_size or data.n_train, seed=seed, epochs=epochs)
     if lr:
         config = TrainConfig(**{**config.to_dict(), "lr": lr})
-    model, record = fit_model(data, arch, config, train_size=train_size, progress=progress)
+    if sisa:
+        indices = subset_indices(data.n_train, train_size, seed) if train_size else None
+        model, record = fit_sisa(data, arch, config, shards=sisa[0], slices=sisa[1], train_indices=indices, progress=progress)
+    else:
+        model, record = fit_model(data, arch, config, train_size=train_size, progress=progress)
     return _save_role(case, "original", model, record)
 
 

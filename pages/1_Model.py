@@ -64,6 +64,10 @@ with train_tab:
         help="Train on a seeded subset: a small one overfits, which membership attacks detect more easily.",
     )
 
+    with st.expander("SISA: train a sharded ensemble that unlearns exactly by retraining only affected shards"):
+        c1, c2 = st.columns(2)
+        shards = c1.number_input("Shards (0 = plain model)", min_value=0, max_value=50, value=0, key="train_shards")
+        slices = c2.number_input("Slices per shard", min_value=1, max_value=20, value=4, key="train_slices")
     running = case is not None and (job := ui.jobs().get(ui.job_key(case, "train"))) is not None and job.running
     if case is not None and case.entry("original"):
         st.caption("Training replaces the current model, and the forget request, unlearned model and audit built on it.")
@@ -73,7 +77,7 @@ with train_tab:
         target = ui.ensure_case(f"{dataset} · {arch}")
         args = {
             "dataset": dataset, "arch": arch, "data_root": data_root or None, "epochs": int(epochs) or None,
-            "seed": int(seed), "train_size": int(train_size) or None,
+            "seed": int(seed), "train_size": int(train_size) or None, "sisa": (int(shards), int(slices)) if shards else None,
         }
         if ui.start_job(ui.job_key(target, "train"), f"Training {arch} on {dataset}", lambda progress: case_train(target, progress=progress, **args)):
             st.rerun()

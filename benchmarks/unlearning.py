@@ -70,6 +70,8 @@ def main() -> None:
         t = time.perf_counter()
         result = compare_methods(model, record, request.indices, methods, grid=args.grid, dataset=data)
         print_table(f"{title}: {len(request)} samples ({time.perf_counter() - t:.0f} s)", result.rows)
+        for name, reason in result.skipped.items():
+            print(f"\n{name}: skipped ({reason})")
     print(f"\nTotal: {(time.perf_counter() - started) / 60:.1f} min")
 
 

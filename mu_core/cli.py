@@ -184,6 +184,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name, row in result.rows.items():
         print(f"{name:<16}{row['ua']:>8.2%}{row['ra']:>8.2%}{row['ta']:>8.2%}{row['mia_efficacy']:>8.2%}{row['avg_gap']:>8.2%}"
               f"{row['seconds']:>10.1f}{row['speedup']:>9.1f}x")
+    for name, reason in result.skipped.items():
+        print(f"{name:<16}skipped: {reason}")
     return 0
 
 

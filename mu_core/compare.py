@@ -67,6 +67,8 @@ class CompareResult:
     models: dict[str, UnlearnResult] = field(repr=False)
     forget_count: int = 0
     forgotten_class: int | None = None
+    #: Methods that refused this request (e.g. ``unsir`` on a random one), with their sentence.
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -75,6 +77,7 @@ class CompareResult:
             "forgotten_class": self.forgotten_class,
             "metrics": "fractions in [0, 1]; avg_gap = mean |metric - retrain's| over ua, ra, ta, mia_efficacy",
             "methods": self.rows,
+            "skipped": self.skipped,
         }
 
     def to_csv(self) -> str:
@@ -121,7 +124,9 @@ def compare_methods(
 
     With ``grid`` each method runs over :func:`param_grid` and keeps the setting with the
     smallest Avg. Gap (the retrained model is the yardstick, as in the papers' tuning).
-    ``params`` overrides a method's defaults (``{"neggrad": {"lr": 0.02}}``).
+    ``params`` overrides a method's defaults (``{"neggrad": {"lr": 0.02}}``). A method that
+    refuses the request (``unsir`` on a random one, ``sisa`` on a plain model) is listed in
+    ``skipped`` with its reason; the others still run.
     """
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
@@ -141,6 +146,7 @@ def compare_methods(
 
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, UnlearnResult] = {}
+    skipped: dict[str, str] = {}
     reference: dict[str, float] = {}
     retrain_seconds = 1.0
     for method in ordered:
@@ -149,13 +155,21 @@ def compare_methods(
             label = f"{method} ({done + 1}/{total})"
             sub = sub_progress(progress, done / total, (done + 1) / total)
             report(sub, 0.0, label)
-            result = unlearn(model, record, forget_idx, method=method, params=setting, dataset=data, progress=sub, device=device)
+            try:
+                result = unlearn(model, record, forget_idx, method=method, params=setting, dataset=data, progress=sub, device=device)
+            except AuditInputError as exc:
+                if method == "retrain":
+                    raise
+                skipped[method] = str(exc)
+                done += len(runs[method]) - runs[method].index(setting)
+                break
             metrics = score(result)
             gap = 0.0 if method == "retrain" else avg_gap(metrics, reference)
             if best is None or gap < best[0]:
                 best = (gap, result, metrics)
             done += 1
-        assert best is not None
+        if best is None:
+            continue
         gap, result, metrics = best
         if method == "retrain":
             reference, retrain_seconds = metrics, max(result.seconds, 1e-9)
@@ -169,4 +183,4 @@ def compare_methods(
         }
         models[method] = result
     report(progress, 1.0, "Comparison done")
-    return CompareResult(rows, models, int(forget_idx.size), cls)
+    return CompareResult(rows, models, int(forget_idx.size), cls, skipped)

@@ -132,7 +132,10 @@ if compare_dir is not None and (compare_dir / "compare.json").is_file():
 
     from mu_core.plots import gap_time_figure
 
-    table = json.loads((compare_dir / "compare.json").read_text())["methods"]
+    compared = json.loads((compare_dir / "compare.json").read_text())
+    table = compared["methods"]
+    for name, reason in compared.get("skipped", {}).items():
+        st.warning(f"{name} was skipped: {reason}")
     frame = pd.DataFrame.from_dict(table, orient="index")[["ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds", "speedup"]]
     frame.index.name = "method"
     st.dataframe(

@@ -138,3 +138,12 @@ def test_cli_train_sisa_rejects_a_malformed_layout(tmp_path, capsys):
     assert main(["train", "--dataset", "digits", "--arch", "mlp", "--sisa", "five", "--out", str(tmp_path / "s.safetensors")]) == 2
     assert capsys.readouterr().err.strip() == "error: --sisa takes SHARDSxSLICES, e.g. 5x4, not 'five'."
 
+
+
+def test_a_method_that_refuses_the_request_is_skipped_and_the_rest_still_run(digits, digits_mlp):
+    model, record = digits_mlp
+    forget = random_request(record.train_indices, 20, seed=4).indices
+    result = compare_methods(model, record, forget, ["unsir", "finetune"], dataset=digits, device="cpu")
+    assert list(result.rows) == ["retrain", "finetune"]
+    assert "whole classes only" in result.skipped["unsir"]
+    assert result.to_dict()["skipped"] == result.skipped

@@ -31,6 +31,7 @@ from .errors import AuditInputError
 from .forget import validate_indices
 from .models import ModelRecord
 from .unlearn import UnlearnResult, get_method, list_methods, unlearn
+from .unlearn._common import whole_class
 
 __all__ = ["CSV_COLUMNS", "CompareResult", "compare_methods", "param_grid"]
 
@@ -98,15 +99,6 @@ class CompareResult:
         return atomic_write_text(out / "compare.json", json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
 
-def _forgotten_class(data: Dataset, record: ModelRecord, forget_idx: np.ndarray) -> int | None:
-    labels = data.y_train.numpy()
-    classes = np.unique(labels[forget_idx])
-    retain = np.setdiff1d(record.train_indices, forget_idx)
-    if classes.size == 1 and not np.any(labels[retain] == classes[0]):
-        return int(classes[0])
-    return None
-
-
 def compare_methods(
     model: nn.Module,
     record: ModelRecord,
@@ -135,7 +127,7 @@ def compare_methods(
     forget_idx = validate_indices(forget_indices, record.train_indices, record.n_train_split)
     retain_idx = np.setdiff1d(record.train_indices, forget_idx)
     device = device if isinstance(device, torch.device) else pick_device(device)
-    cls = _forgotten_class(data, record, forget_idx)
+    cls = whole_class(data.y_train.numpy(), forget_idx, retain_idx)
     ordered = ["retrain", *[m for m in dict.fromkeys(methods) if m != "retrain"]]
     runs = {m: (param_grid(m) if grid and m != "retrain" else [dict((params or {}).get(m, {}))]) for m in ordered}
     total = sum(len(r) for r in runs.values())

@@ -12,7 +12,7 @@ from torch import nn
 from ..train import accuracy
 from . import UnlearnContext
 
-__all__ = ["RetainGuard", "forgotten_class", "minibatches"]
+__all__ = ["RetainGuard", "forgotten_class", "minibatches", "whole_class"]
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator, device: torch.device) -> Iterator[torch.Tensor]:
@@ -22,14 +22,18 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator, device: tor
         yield order[start : start + batch_size].to(device)
 
 
-def forgotten_class(ctx: UnlearnContext) -> int | None:
+def whole_class(labels: np.ndarray, forget_idx: np.ndarray, retain_idx: np.ndarray) -> int | None:
     """The class a whole-class request removes (all forget samples share a label that no retain
     sample has), else ``None``."""
-    labels = ctx.dataset.y_train.numpy()
-    forget_labels = np.unique(labels[ctx.forget_idx])
-    if forget_labels.size != 1 or np.any(labels[ctx.retain_idx] == forget_labels[0]):
+    forget_labels = np.unique(labels[forget_idx])
+    if forget_labels.size != 1 or np.any(labels[retain_idx] == forget_labels[0]):
         return None
     return int(forget_labels[0])
+
+
+def forgotten_class(ctx: UnlearnContext) -> int | None:
+    """:func:`whole_class` of a method's context."""
+    return whole_class(ctx.dataset.y_train.numpy(), ctx.forget_idx, ctx.retain_idx)
 
 
 class RetainGuard:

@@ -33,10 +33,10 @@ _LOCK = threading.RLock()
 
 #: What depends on what: replacing a key invalidates the keys listed for it.
 _DOWNSTREAM = {
-    "original": ("forget", "unlearned", "retrained", "audit", "compare"),
-    "forget": ("unlearned", "retrained", "audit", "compare"),
-    "unlearned": ("audit",),
-    "retrained": ("audit",),
+    "original": ("forget", "unlearned", "retrained", "audit", "compare", "references", "inversion", "neurons"),
+    "forget": ("unlearned", "retrained", "audit", "compare", "inversion", "neurons"),
+    "unlearned": ("audit", "inversion", "neurons"),
+    "retrained": ("audit", "neurons"),
 }
 
 

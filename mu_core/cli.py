@@ -1,4 +1,4 @@
-"""The command line: ``python -m mu_core {train,forget,unlearn,audit,compare,list}``.
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,compare,invert,list}``.
 
 Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
 what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
@@ -15,6 +15,8 @@ from pathlib import Path
 from .errors import AuditInputError
 
 EXIT_BAD_INPUT = 2
+#: ``audit --fail-on VERDICT`` exits with this status when the verdict is VERDICT.
+EXIT_VERDICT = 3
 
 
 class _Parser(argparse.ArgumentParser):
@@ -66,6 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = default_config(args.arch, args.train_size or data.n_train, seed=args.seed, epochs=args.epochs)
     overrides = {k: v for k, v in {"lr": args.lr, "batch_size": args.batch_size}.items() if v}
     config = TrainConfig(**{**config.to_dict(), **overrides})
+    if args.sisa and args.init:
+        raise AuditInputError("--init fine-tunes one model from a base; it does not combine with --sisa.")
     if args.sisa:
         from .train import fit_sisa, subset_indices
 
@@ -74,7 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         model, record = _with_bar("train", fit_sisa, data, args.arch, config, shards=shards, slices=slices,
                                   aggregate=args.sisa_aggregate, train_indices=indices, device=args.device)
     else:
-        model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, device=args.device)
+        model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, init=args.init, device=args.device)
     save_model(model, record, out)
     m = record.metrics
     print(f"wrote {out}: {args.arch} on {args.dataset}, {len(record.train_indices)} training samples, "
@@ -152,8 +156,10 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from .attacks import get_attack
     from .audit.report import run_audit
     from .forget import read_request
+    from .unlearn import parse_params
 
     paths = {"original": args.original, "unlearned": args.unlearned}
     if args.retrained:
@@ -161,10 +167,34 @@ def cmd_audit(args: argparse.Namespace) -> int:
     models = {role: _load(path, args) for role, path in paths.items()}
     request = read_request(args.forget)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else None
-    result = _with_bar("audit", run_audit, models, request.indices, attacks=attacks, seed=args.seed, model_files=paths, device=args.device)
+    reference_dir = None
+    if args.case:
+        from .case import MANIFEST
+
+        case_dir = Path(args.case)
+        reference_dir = case_dir / "references" if (case_dir / MANIFEST).is_file() else case_dir
+    method_params = parse_params(args.method, args.param or []) if args.method else None
+    if attacks and any(get_attack(a).reference_models for a in attacks):
+        from .attacks.reference import estimate_reference_seconds
+        from .data import DatasetSpec, load_dataset
+
+        original = models["original"][1]
+        data = load_dataset(DatasetSpec.from_dict(original.dataset))
+        seconds = estimate_reference_seconds(original, data, args.reference_models)
+        print(f"reference models: {args.reference_models}, estimated training time {seconds:.0f} s "
+              f"(reused from {reference_dir} when present)" if reference_dir else
+              f"reference models: {args.reference_models}, estimated training time {seconds:.0f} s (pass --case DIR to keep them)",
+              file=sys.stderr)
+    result = _with_bar(
+        "audit", run_audit, models, request.indices, attacks=attacks, seed=args.seed, model_files=paths, device=args.device,
+        reference_models=args.reference_models, reference_dir=reference_dir, method=args.method, method_params=method_params,
+        margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap,
+    )
     path = result.write(args.out)
     print(f"wrote {path}")
     print(result.data["summary"])
+    if args.fail_on and result.data["verdict"] == args.fail_on:
+        return EXIT_VERDICT
     return 0
 
 
@@ -186,6 +216,73 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"{row['seconds']:>10.1f}{row['speedup']:>9.1f}x")
     for name, reason in result.skipped.items():
         print(f"{name:<16}skipped: {reason}")
+    return 0
+
+
+def _parse_defense(text: str) -> tuple[str, float]:
+    kind, _, strength = text.partition(":")
+    try:
+        return kind.strip(), float(strength or 0)
+    except ValueError:
+        raise AuditInputError(f"--defense takes KIND:STRENGTH, e.g. noise:0.01, not '{text}'.") from None
+
+
+def cmd_invert(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import DatasetSpec, load_dataset
+    from .forget import read_request
+    from .inversion import InversionConfig, apply_defense, invert, load_recorded_base
+
+    original, record = _load(args.original, args)
+    unlearned, unlearned_record = _load(args.unlearned, args)
+    request = read_request(args.forget)
+    data = load_dataset(DatasetSpec.from_dict(record.dataset))
+    method = (unlearned_record.unlearning or {}).get("method")
+    wants_base = args.base or args.setting == "exact" or (args.setting == "auto" and method == "retrain" and record.recipe.get("init"))
+    base = load_recorded_base(record, args.base) if wants_base else None
+    if args.defense:
+        kind, strength = _parse_defense(args.defense)
+        retain = np.setdiff1d(record.train_indices, request.indices)
+        unlearned = apply_defense(unlearned, kind, strength, dataset=data, retain_idx=retain, seed=args.seed)
+    given = {"steps": args.steps, "restarts": args.restarts, "tv_weight": args.tv_weight}
+    config = InversionConfig(**{k: v for k, v in given.items() if v is not None}, label="known" if args.known_label else "inferred", seed=args.seed)
+    result = _with_bar("invert", invert, original, unlearned, request.indices, record=record, unlearned_record=unlearned_record,
+                       dataset=data, base=base, setting=args.setting, config=config, device=args.device)
+    path = result.write(args.out)
+    names = result.class_names
+    print(f"wrote {path} and {len(result.samples)} PNG(s); setting: {result.setting}")
+    print(f"{'index':>8} {'true':>12} {'inferred':>12} {'MSE':>8} {'PSNR':>7} {'SSIM':>7} {'rank':>9}")
+    for s in result.samples:
+        print(f"{s['index']:>8} {names[s['true_label']]:>12} {names[s['inferred_label']]:>12} {s['mse']:>8.4f} {s['psnr']:>7.2f} "
+              f"{s['ssim']:>7.3f} {s['rank']:>4}/{s['class_size']:<4}")
+    print(f"rank 1: {result.top1_share:.0%} of samples; label inference accuracy {result.label_accuracy:.0%}; "
+          f"{result.seconds['label_inference'] + result.seconds['feature_recovery']:.1f} s")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .forget import read_request
+    from .neurons import explain_models, get_labeller
+
+    paths = {"original": args.original, "unlearned": args.unlearned}
+    if args.retrained:
+        paths["retrained"] = args.retrained
+    models = {role: _load(path, args) for role, path in paths.items()}
+    request = read_request(args.forget)
+    labeller = get_labeller(args.labeller, **({"checkpoint": args.clip_checkpoint} if args.labeller == "open_clip" else {}))
+    result = _with_bar("explain", explain_models, models, request.indices, layers=args.layer, labeller=labeller,
+                       max_samples=args.max_samples, seed=args.seed)
+    path = result.write(args.out)
+    data = result.data
+    counts = data["forgotten_concept_neurons"]
+    print(f"wrote {path} and {len(data['heatmaps'])} heatmap PNG(s); layers: {', '.join(layer['name'] for layer in data['layers'])}")
+    print(f"final-layer label agreement (original): {data['final_layer_label_agreement']:.0%}")
+    if counts["classes"]:
+        extra = f", retrained {counts['retrained']}" if counts.get("retrained") is not None else ""
+        print(f"neurons labelled {'/'.join(counts['classes'])}: before {counts['before']}, after {counts['after']}{extra}")
+    else:
+        print(f"forgotten-concept neurons: not counted ({counts['note']})")
     return 0
 
 
@@ -221,6 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=int, help="train on a seeded random subset of this many samples")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--init", metavar="BASE", help="start from this base model's weights (fine-tuning; retrain repeats it from the same base)")
     p.add_argument("--sisa", metavar="SxR", help="train a SISA ensemble of S shards x R slices (unlearn it with --method sisa)")
     p.add_argument("--sisa-aggregate", choices=["mean", "vote"], default="mean", help="how SISA shards vote")
     p.add_argument("--out", required=True, help="output .safetensors file")
@@ -258,9 +356,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", help="architecture of plain state-dict models")
     data_args(p)
     p.add_argument("--forget", required=True)
-    p.add_argument("--attacks", help="comma-separated attacks (default: loss)")
+    p.add_argument("--attacks", help="comma-separated attacks (default: loss,confidence,entropy,modified_entropy; see 'list')")
+    p.add_argument("--reference-models", type=int, default=16, metavar="K", help="reference models for LiRA, RMIA, shadow, gradient and U-LiRA (default 16)")
+    p.add_argument("--case", metavar="DIR", help="keep reference models in this folder (a case folder keeps them in its references/) and reuse them")
+    p.add_argument("--method", help="the unlearning method U-LiRA and kaggle_epsilon replicate (default: the unlearned model's metadata)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter of --method (repeatable)")
+    p.add_argument("--margin", type=float, default=0.1, help="equivalence margin in AUC for a 'forgotten' verdict (default 0.1)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of the verdict (default 0.05)")
+    p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals (default 200)")
+    p.add_argument("--fail-on", choices=["not_forgotten", "inconclusive", "forgotten"], help="exit with status 3 when this is the verdict")
     p.add_argument("--seed", type=int, default=0, help="seed of the non-member sampling")
-    p.add_argument("--out", required=True, help="output folder for report.json and scores.csv")
+    p.add_argument("--out", required=True, help="output folder for report.json, scores.csv, roc.csv and records.csv")
     device_arg(p)
     p.set_defaults(func=cmd_audit)
 
@@ -275,6 +381,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for compare.json and compare.csv")
     device_arg(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("invert", help="unlearning inversion: reconstruct forgotten samples and their labels from the two models")
+    p.add_argument("--original", required=True)
+    p.add_argument("--unlearned", required=True)
+    p.add_argument("--arch", help="architecture of plain state-dict models")
+    data_args(p)
+    p.add_argument("--forget", required=True, help="forget request file (sizes the attack and scores it)")
+    p.add_argument("--steps", type=int, help="optimisation steps per restart (default 1000)")
+    p.add_argument("--restarts", type=int, help="random restarts, the best final loss kept (default 4)")
+    p.add_argument("--tv-weight", type=float, help="weight of the total-variation prior (default 0.01)")
+    p.add_argument("--known-label", action="store_true", help="assume the attacker knows the forgotten labels (default: inferred black-box)")
+    p.add_argument("--setting", choices=["auto", "approximate", "exact"], default="auto",
+                   help="exact: fine-tuned original and retrained unlearned model from a base (default: auto-detected)")
+    p.add_argument("--base", help="base model the original was fine-tuned from (default: the one its recipe records)")
+    p.add_argument("--defense", metavar="KIND:STRENGTH", help="defend the unlearned model first: noise:STD, prune:SHARE or finetune:STEPS")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder: a PNG per sample (forgotten | reconstruction) and inversion.json")
+    device_arg(p)
+    p.set_defaults(func=cmd_invert)
+
+    p = sub.add_parser("explain", help="neuron-level explanations: what unlearning changed and whether the forgotten class is still represented")
+    p.add_argument("--original", required=True)
+    p.add_argument("--unlearned", required=True)
+    p.add_argument("--retrained")
+    p.add_argument("--arch", help="architecture of plain state-dict models")
+    data_args(p)
+    p.add_argument("--forget", required=True, help="forget request file")
+    p.add_argument("--layer", action="extend", nargs="+", metavar="NAME",
+                   help="conv/linear layer(s) to explain (repeatable; default: every hidden one and the output layer)")
+    p.add_argument("--labeller", default="selectivity", choices=["selectivity", "open_clip"],
+                   help="how neurons are labelled (open_clip needs the package and --clip-checkpoint)")
+    p.add_argument("--clip-checkpoint", help="local open_clip checkpoint file for --labeller open_clip (never downloaded)")
+    p.add_argument("--max-samples", type=int, default=500, help="forget, retain and test samples used, each (default 500)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder for neurons.json, neurons.npz and heatmap PNGs")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
     p.set_defaults(func=cmd_list)

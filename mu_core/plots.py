@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
-__all__ = ["MODEL_COLORS", "class_histogram", "gap_time_figure", "roc_figure"]
+__all__ = ["MODEL_COLORS", "class_histogram", "gap_time_figure", "inversion_loss_figure", "label_change_figure", "roc_figure"]
 
 MODEL_COLORS = {"original": "#d62728", "unlearned": "#1f77b4", "retrained": "#7f7f7f"}
 _DASH = {"original": "solid", "unlearned": "solid", "retrained": "dash"}
@@ -83,4 +83,69 @@ def gap_time_figure(rows: Mapping[str, Mapping], *, title: str = "Avg. Gap to re
         height=380,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
     )
+    return fig
+
+
+def inversion_loss_figure(loss_history: list[list[float]], best_restart: int | None = None, *, title: str = "Cosine loss over steps") -> go.Figure:
+    """Unlearning inversion: ``1 - cosine`` between the dummies' gradient and the parameter
+    difference at every step, one line per restart (the kept restart drawn bold)."""
+    fig = go.Figure()
+    for restart, losses in enumerate(loss_history):
+        kept = restart == best_restart
+        fig.add_trace(go.Scatter(
+            y=list(losses), mode="lines", name=f"restart {restart + 1}" + (" (kept)" if kept else ""),
+            line={"width": 3 if kept else 1, "color": MODEL_COLORS["unlearned"] if kept else None},
+            opacity=1.0 if kept or best_restart is None else 0.5,
+            hovertemplate="step %{x}<br>1 - cos %{y:.4f}<extra></extra>",
+        ))
+    fig.update_layout(title=title, xaxis={"title": "step"}, yaxis={"title": "1 - cosine similarity", "rangemode": "tozero"},
+                      height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def label_change_figure(change: list[float], class_names: list[str], true_labels: list[int] | None = None,
+                        *, title: str = "Confidence change of each class's probes") -> go.Figure:
+    """Black-box label inference: the mean confidence change (unlearned minus original) of each
+    class's probes; the most negative class is the inferred removed label. True labels are marked."""
+    true = set(true_labels or [])
+    fig = go.Figure(go.Bar(
+        x=[str(c) for c in class_names], y=list(change),
+        marker_color=[MODEL_COLORS["original"] if i in true else MODEL_COLORS["unlearned"] for i in range(len(change))],
+        hovertemplate="%{x}: %{y:.4f}<extra></extra>",
+    ))
+    fig.update_layout(title=title, xaxis={"title": "class (red: a forgotten sample's true class)", "type": "category"},
+                      yaxis={"title": "confidence change"}, height=300, margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
+def per_class_figure(per_model: Mapping[str, Mapping], *, title: str = "AUC per class") -> go.Figure:
+    """Grouped bars: the attack's AUC within each class of the forget set, one bar per model."""
+    fig = go.Figure()
+    for role, result in per_model.items():
+        slices = result.get("per_class") or {}
+        fig.add_trace(go.Bar(x=list(slices), y=list(slices.values()), name=role, marker_color=MODEL_COLORS.get(role),
+                             hovertemplate="%{x}: AUC %{y:.3f}<extra>" + role + "</extra>"))
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#999999", annotation_text="chance")
+    fig.update_layout(title=title, barmode="group", yaxis={"title": "AUC", "range": [0, 1]}, height=320,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend={"orientation": "h", "y": -0.25})
+    return fig
+
+
+def exposure_figure(records: list[Mapping], *, title: str = "Per-record exposure") -> go.Figure:
+    """Each forgotten record's exposure (-log2 p against held-out data) under the unlearned model,
+    coloured by its verdict; with a retrained model, its exposure there on the x axis."""
+    colors = {"not_forgotten": "#d62728", "inconclusive": "#ff7f0e", "forgotten": "#2ca02c"}
+    fig = go.Figure()
+    has_ref = any(r.get("retrained_p_value") is not None for r in records)
+    for verdict, color in colors.items():
+        rows = [r for r in records if r["verdict"] == verdict]
+        if not rows:
+            continue
+        x = [-np.log2(r["retrained_p_value"]) for r in rows] if has_ref else [r["index"] for r in rows]
+        fig.add_trace(go.Scatter(x=x, y=[r["exposure"] for r in rows], mode="markers", name=verdict.replace("_", " "),
+                                 marker={"color": color, "size": 7}, text=[f"#{r['index']} ({r['class']})" for r in rows],
+                                 hovertemplate="%{text}<br>exposure %{y:.2f}<extra></extra>"))
+    fig.update_layout(title=title, height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      xaxis={"title": "exposure under the retrained model" if has_ref else "training index"},
+                      yaxis={"title": "exposure under the unlearned model (-log2 p)"}, legend={"orientation": "h", "y": -0.25})
     return fig

@@ -20,8 +20,12 @@ __all__ = [
     "DEMO_FORGET_SIZE",
     "case_audit",
     "case_compare",
+    "case_explain",
     "case_forget_request",
     "case_import_model",
+    "case_inversion_live",
+    "case_inversion_setting",
+    "case_invert",
     "case_retrain",
     "case_set_forget",
     "case_train",
@@ -172,8 +176,22 @@ def case_retrain(case: Case, *, progress: Progress | None = None) -> dict:
     return case_unlearn(case, "retrain", progress=progress)
 
 
-def case_audit(case: Case, attacks: list[str] | None = None, *, seed: int = 0, progress: Progress | None = None) -> dict:
-    """Run the membership audit on every model the case has; writes ``audit/report.json``."""
+def case_audit(
+    case: Case,
+    attacks: list[str] | None = None,
+    *,
+    seed: int = 0,
+    reference_models: int = 16,
+    method: str | None = None,
+    margin: float = 0.1,
+    alpha: float = 0.05,
+    bootstrap: int = 200,
+    progress: Progress | None = None,
+) -> dict:
+    """Run the membership audit on every model the case has; writes ``audit/report.json`` (and CSVs).
+
+    Reference models are kept in the case's ``references/`` folder and reused by later audits.
+    """
     from .audit.report import run_audit
 
     request = case_forget_request(case)
@@ -184,9 +202,14 @@ def case_audit(case: Case, attacks: list[str] | None = None, *, seed: int = 0, p
             files[role] = case.file(role)
     if "original" not in models:
         raise AuditInputError("This case has no model yet: train or upload a model first.")
-    result = run_audit(models, request.indices, attacks=attacks, seed=seed, model_files=files, progress=progress)
+    result = run_audit(models, request.indices, attacks=attacks, seed=seed, model_files=files, progress=progress,
+                       reference_models=reference_models, reference_dir=case.path("references"), method=method,
+                       margin=margin, alpha=alpha, bootstrap=bootstrap)
     result.write(case.path("audit"))
-    case.set_entry("audit", {"file": "audit", "attacks": list(result.data["attacks"]), "models": list(models)})
+    if case.path("references").is_dir() and not case.entry("references"):
+        case.update(references={"file": "references"})
+    case.set_entry("audit", {"file": "audit", "attacks": list(result.data["attacks"]), "models": list(models),
+                             "verdict": result.data["verdict"]})
     return result.data
 
 
@@ -211,6 +234,26 @@ def case_compare(case: Case, methods: list[str], *, grid: bool = False, progress
     _save_role(case, "retrained", result.models["retrain"].model, result.models["retrain"].record)
     case.update(compare={"file": "compare", "methods": list(result.rows), "grid": grid})
     return result.to_dict()
+
+
+def case_explain(case: Case, layers: list[str] | None = None, *, seed: int = 0, progress: Progress | None = None) -> dict:
+    """Neuron-level explanation of the case's models (original with the unlearned and/or the
+    retrained one) on its forget request; writes ``neurons/`` (``neurons.json``, ``neurons.npz``,
+    heatmap PNGs) and records the model hashes it was computed from."""
+    from .neurons import explain_models
+
+    request = case_forget_request(case)
+    models = {role: load_case_model(case, role) for role in ("original", "unlearned", "retrained") if case.file(role) is not None}
+    if "original" not in models:
+        raise AuditInputError("This case has no model yet: train or upload a model first.")
+    if len(models) < 2:
+        raise AuditInputError("This case has neither an unlearned nor a retrained model yet: run unlearning or retraining first.")
+    result = explain_models(models, request.indices, layers=layers, seed=seed, progress=progress)
+    result.write(case.path("neurons"))
+    sources = {role: (case.entry(role) or {}).get("sha256") for role in models}
+    case.set_entry("neurons", {"file": "neurons", "models": list(models), "layers": [layer["name"] for layer in result.data["layers"]],
+                               "sources": sources, "seconds": result.data["seconds"]})
+    return result.data
 
 
 def case_use_method(case: Case, method: str) -> dict:
@@ -241,6 +284,90 @@ def make_demo_case(store: CaseStore | None = None, *, progress: Progress | None 
         store.delete(case.id)
         raise
     return case
+
+
+INVERSION_DIR = "inversion"
+INVERSION_LIVE = "live.npz"
+
+
+def case_inversion_setting(case: Case, target: str = "unlearned") -> str:
+    """Which setting an inversion of the case's ``target`` model (``unlearned`` or ``retrained``)
+    assumes: ``exact`` when the original was fine-tuned from a recorded base and the target was
+    retrained from it, else ``approximate`` (the plain parameter difference)."""
+    from .models.io import read_record
+
+    original, attacked = case.file("original"), case.file(target)
+    if original is None or attacked is None:
+        return "approximate"
+    record, other = read_record(original), read_record(attacked)
+    method = ((other.unlearning or {}).get("method") if other else None)
+    return "exact" if record is not None and record.recipe.get("init") and method == "retrain" else "approximate"
+
+
+def case_invert(
+    case: Case,
+    *,
+    target: str = "unlearned",
+    steps: int | None = None,
+    restarts: int | None = None,
+    tv_weight: float | None = None,
+    known_label: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict:
+    """The unlearning-inversion attack on the case's forget request (Hu et al. 2024).
+
+    Reconstructions are sensitive: they are written only inside the case, to ``inversion/``
+    (``inversion.json``, a PNG per sample, ``reconstructions.npz``), and go with the case. While
+    the attack runs, ``inversion/live.npz`` holds the current dummies and cosine losses.
+    """
+    import shutil
+
+    from .inversion import InversionConfig, invert, load_recorded_base
+    from .models import sha256_file
+
+    if target not in ("unlearned", "retrained"):
+        raise AuditInputError(f"The inversion attacks the unlearned or the retrained model, not '{target}'.")
+    original, record = load_case_model(case, "original")
+    attacked, attacked_record = load_case_model(case, target)
+    request = case_forget_request(case)
+    setting = case_inversion_setting(case, target)
+    base = load_recorded_base(record) if setting == "exact" else None
+    given = {"steps": steps, "restarts": restarts, "tv_weight": tv_weight}
+    config = InversionConfig(**{k: v for k, v in given.items() if v is not None}, label="known" if known_label else "inferred", seed=seed)
+    config.validate()
+    folder = case.path(INVERSION_DIR)
+    case.update(inversion=None)
+    shutil.rmtree(folder, ignore_errors=True)
+
+    def live(snap) -> None:
+        from .inversion import _npz_bytes
+
+        atomic_write_bytes(folder / INVERSION_LIVE, _npz_bytes(
+            images=snap.images, losses=np.asarray(snap.losses, dtype=np.float32),
+            meta=np.array([snap.restart, snap.restarts, snap.step, snap.steps])))
+
+    try:
+        result = invert(original, attacked, request.indices, record=record, unlearned_record=attacked_record, base=base,
+                        setting=setting, config=config, progress=progress, snapshot=live)
+        result.write(folder)
+    finally:
+        (folder / INVERSION_LIVE).unlink(missing_ok=True)
+    entry = {"file": INVERSION_DIR, "target": target, "target_sha256": sha256_file(case.file(target)), "setting": result.setting,
+             "top1_share": result.top1_share, "label_accuracy": result.label_accuracy, "samples": len(result.samples)}
+    case.set_entry("inversion", entry)
+    return result.to_dict()
+
+
+def case_inversion_live(case: Case) -> dict | None:
+    """The running inversion's latest snapshot (``images``, ``losses``, ``restart``, ``step``...), if any."""
+    path = case.path(INVERSION_DIR, INVERSION_LIVE)
+    try:
+        with np.load(path) as npz:
+            restart, restarts, step, steps = (int(v) for v in npz["meta"])
+            return {"images": npz["images"], "losses": npz["losses"].tolist(), "restart": restart, "restarts": restarts, "step": step, "steps": steps}
+    except (FileNotFoundError, OSError, ValueError, KeyError):
+        return None
 
 
 def case_utility(case: Case) -> dict[str, dict[str, float]]:

@@ -85,14 +85,8 @@ if case.entry("forget"):
     with left:
         st.plotly_chart(class_histogram({data.class_names[c]: int(n) for c, n in enumerate(counts)}), key="forget_hist")
     with right:
-        from PIL import Image
-
         shown = request.indices[:60]
-        thumbs = []
-        for i in shown:
-            arr = (data.x_train[int(i)].numpy() * 255).clip(0, 255).astype(np.uint8)
-            img = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-            thumbs.append(img.resize((56, 56), Image.NEAREST))
+        thumbs = [ui.thumbnail(data.x_train[int(i)]) for i in shown]
         st.image(thumbs, caption=[f"#{int(i)} · {data.class_names[labels[i]]}" for i in shown], width=56)
         if len(request) > len(shown):
             st.caption(f"Showing the first {len(shown)} of {len(request)} samples.")

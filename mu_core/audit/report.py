@@ -74,13 +74,37 @@ class AuditReport:
                     writer.writerow([attack, role, 0, "test", int(idx), f"{s:.6g}"])
         return buf.getvalue()
 
+    def roc_csv(self) -> str:
+        """ROC points: attack, model, fpr, tpr."""
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["attack", "model", "fpr", "tpr"])
+        for attack, per_model in self.data["attacks"].items():
+            for role, res in per_model.items():
+                if isinstance(res, dict) and "roc" in res:
+                    for f, t in zip(res["roc"]["fpr"], res["roc"]["tpr"], strict=True):
+                        writer.writerow([attack, role, f, t])
+        return buf.getvalue()
+
+    def records_csv(self) -> str:
+        """Per forgotten record: index, class, score, p-value, exposure and verdict."""
+        buf = io.StringIO()
+        keys = ["index", "label", "class", "attack", "score", "p_value", "exposure", "retrained_p_value", "original_p_value", "verdict"]
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        for row in self.data.get("records", []):
+            writer.writerow({k: row.get(k) for k in keys})
+        return buf.getvalue()
+
     def write(self, out_dir: str | Path) -> Path:
-        """Write ``report.json`` and ``scores.csv`` into ``out_dir``; returns the report's path."""
+        """Write ``report.json``, ``scores.csv``, ``roc.csv`` and ``records.csv`` into ``out_dir``; returns the report's path."""
         from ..case import atomic_write_text
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "scores.csv", self.scores_csv())
+        atomic_write_text(out / "roc.csv", self.roc_csv())
+        atomic_write_text(out / "records.csv", self.records_csv())
         return atomic_write_text(out / "report.json", json.dumps(self.data, indent=1, allow_nan=False))
 
 
@@ -102,6 +126,10 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
 
+#: Attacks preferred for per-record verdicts, strongest first (per-example calibrated ones first).
+RECORD_ATTACK_ORDER = ("ulira", "lira_online", "rmia_online", "lira_offline", "rmia_offline", "modified_entropy", "loss")
+
+
 def run_audit(
     models: dict[str, tuple[nn.Module, ModelRecord]],
     forget_indices,
@@ -110,13 +138,31 @@ def run_audit(
     seed: int = 0,
     dataset: Dataset | None = None,
     model_files: dict[str, str | Path] | None = None,
+    reference_models: int = 16,
+    reference_dir: str | Path | None = None,
+    batched: bool | None = None,
+    method: str | None = None,
+    method_params: dict | None = None,
+    margin: float = 0.1,
+    alpha: float = 0.05,
+    bootstrap: int = 200,
+    options: dict | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
 ) -> AuditReport:
-    """Score forget-set members against matched held-out non-members under every attack and model.
+    """Score forget-set members against matched held-out non-members under every attack and model,
+    with bootstrap intervals, per-class slices, per-record verdicts and the overall verdict
+    (:mod:`mu_core.audit.verdict`).
 
     ``models`` maps roles (``original``, ``unlearned``, ``retrained``) to ``(model, record)``.
+    Reference models (``reference_models`` of them) are trained only for attacks that need them,
+    and kept in ``reference_dir`` when given. ``method`` names the unlearning method U-LiRA and
+    the challenge score replicate (default: the unlearned model's record).
     """
+    from ..attacks import AttackContext, AttackNotApplicable
+    from ..attacks.reference import heldout_pool
+    from .verdict import VERDICT_RULE, decide, per_class_aucs, record_verdicts, resamples, roc_intervals
+
     original = _check_compatible(models)
     data = dataset or load_dataset(DatasetSpec.from_dict(original.dataset))
     forget_idx = validate_indices(forget_indices, original.train_indices, original.n_train_split)
@@ -124,52 +170,88 @@ def run_audit(
         recorded = rec.forget_indices
         if role != "original" and recorded is not None and not np.array_equal(np.unique(recorded), forget_idx):
             raise AuditInputError(f"The {role} model was made for a different forget request than the one given.")
-    attack_names = list(attacks or DEFAULT_ATTACKS)
+    if not 0 < margin < 0.5:
+        raise AuditInputError("The equivalence margin must be between 0 and 0.5 (in AUC), e.g. 0.1.")
+    if not 0 < alpha < 0.5:
+        raise AuditInputError("alpha must be between 0 and 0.5, e.g. 0.05.")
+    if bootstrap < 20:
+        raise AuditInputError("Use at least 20 bootstrap resamples (200 is the default).")
+    attack_names = list(dict.fromkeys(attacks or DEFAULT_ATTACKS))
     infos = [get_attack(name) for name in attack_names]
     device = device if isinstance(device, torch.device) else pick_device(device)
 
     y_train, y_test = data.y_train.numpy(), data.y_test.numpy()
-    nonmember_idx = matched_nonmembers(y_train[forget_idx], y_test, seed=seed)
+    pool = heldout_pool(len(original.train_indices), data.n_test, seed=0)
+    nonmember_idx = pool[matched_nonmembers(y_train[forget_idx], y_test[pool], seed=seed)]
     fx, fy = data.x_train[torch.from_numpy(forget_idx)], data.y_train[torch.from_numpy(forget_idx)]
-    nx, ny = data.x_test[torch.from_numpy(nonmember_idx)], data.y_test[torch.from_numpy(nonmember_idx)]
     retain_idx = np.setdiff1d(original.train_indices, forget_idx)
     rx, ry = data.x_train[torch.from_numpy(retain_idx)], data.y_train[torch.from_numpy(retain_idx)]
 
     roles = [r for r in MODEL_ROLES if r in models]
-    total = len(roles) * (len(infos) + 1)
-    done = 0
+    for role in roles:
+        models[role][0].to(device).eval()
+    ctx = AttackContext(
+        models={r: models[r][0] for r in roles}, records={r: models[r][1] for r in roles}, data=data, member_idx=forget_idx,
+        nonmember_idx=nonmember_idx, pool_idx=pool, device=device, seed=seed, reference_count=reference_models,
+        reference_dir=reference_dir, batched=batched, method=method, method_params=method_params, progress=None, options=dict(options or {}),
+    )
+    idx = resamples(forget_idx.size, nonmember_idx.size, bootstrap, seed + 1)
+    total = len(infos) + 1
     attack_results: dict[str, dict] = {}
     scores: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    boot: dict[str, dict[str, np.ndarray]] = {}
+    point: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
-    for info in infos:
-        attack_results[info.name], scores[info.name] = {}, {}
+    for i, info in enumerate(infos):
+        ctx.progress = None if progress is None else (lambda f, m, i=i: progress((i + f) / total, m))
+        report(progress, i / total, f"Attack '{info.name}'")
         started = time.perf_counter()
-        for role in roles:
-            report(progress, done / total, f"Attack '{info.name}' on the {role} model")
-            model = models[role][0].to(device).eval()
-            member_scores = info.scorer(model, fx, fy, device=device)
-            nonmember_scores = info.scorer(model, nx, ny, device=device)
-            scores[info.name][role] = (member_scores, nonmember_scores)
-            attack_results[info.name][role] = roc_from_scores(member_scores, nonmember_scores).to_dict()
-            done += 1
+        try:
+            if info.kind == "summary":
+                attack_results[info.name] = info.scorer(ctx)
+            else:
+                attack_results[info.name], scores[info.name] = {}, {}
+                for role in roles:
+                    report(progress, i / total, f"Attack '{info.name}' on the {role} model")
+                    out = info.scorer(ctx, role)
+                    if out is None:
+                        continue
+                    member_scores, nonmember_scores, extra = out if len(out) == 3 else (*out, {})
+                    scores[info.name][role] = (member_scores, nonmember_scores)
+                    result = roc_from_scores(member_scores, nonmember_scores).to_dict()
+                    intervals, aucs = roc_intervals(member_scores, nonmember_scores, idx)
+                    result.update(intervals)
+                    result["per_class"] = per_class_aucs(member_scores, nonmember_scores, y_train[forget_idx], y_test[nonmember_idx],
+                                                         data.class_names)
+                    result.update(extra)
+                    attack_results[info.name][role] = result
+                    if info.verdict:
+                        boot.setdefault(info.name, {})[role] = aucs
+                        point.setdefault(info.name, {})[role] = result["auc"]
+        except AttackNotApplicable as exc:
+            attack_results[info.name] = {"not_run": f"{info.name} did not run: {exc}."}
+            scores.pop(info.name, None)
         timings[info.name] = round(time.perf_counter() - started, 3)
 
+    report(progress, len(infos) / total, "Accuracy and verdict")
     utility: dict[str, dict] = {}
     for role in roles:
-        report(progress, done / total, f"Accuracy of the {role} model")
-        model = models[role][0].to(device).eval()
+        model = models[role][0]
         utility[role] = {
             "forget_acc": accuracy(model, fx, fy, device=device),
             "retain_acc": accuracy(model, rx, ry, device=device),
             "test_acc": accuracy(model, data.x_test, data.y_test, device=device),
         }
         models[role][0].cpu()
-        done += 1
+    decision = decide(boot, point, margin=margin, alpha=alpha)
+    record_attack = next((a for a in RECORD_ATTACK_ORDER if a in boot), next(iter(boot), None))
+    records = record_verdicts(record_attack, scores[record_attack], forget_idx, y_train[forget_idx], data.class_names) if record_attack else []
     report(progress, 1.0, "Audit done")
 
     files = {role: str(path) for role, path in (model_files or {}).items()}
     from ..models import sha256_file
 
+    refs = ctx.cache.get("references")
     provenance = {
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "models": {
@@ -183,19 +265,34 @@ def run_audit(
             for role in roles
         },
         "dataset": data.spec.to_dict(),
-        "seeds": {"nonmember_sampling": int(seed), **{f"{role}_training": models[role][1].recipe.get("seed") for role in roles}},
+        "seeds": {"nonmember_sampling": int(seed), "bootstrap": int(seed) + 1,
+                  **{f"{role}_training": models[role][1].recipe.get("seed") for role in roles}},
         "versions": library_versions(),
         "device": str(device),
         "members": int(forget_idx.size),
         "nonmembers": int(nonmember_idx.size),
+        "heldout_pool": int(pool.size),
         "attack_seconds": timings,
+        "reference_models": None if refs is None else {
+            "count": refs.count, "population": int(refs.keep.shape[1]), "batched": refs.batched,
+            "train_seconds": refs.seconds, "recipe": refs.recipe, "fingerprint": refs.fingerprint,
+        },
     }
     counts = np.bincount(y_train[forget_idx], minlength=data.num_classes)
     report_data = {
         "schema": SCHEMA,
+        "verdict": decision["verdict"],
+        "verdict_reason": decision["verdict_reason"],
+        "over_unlearning": decision["over_unlearning"],
+        "verdict_rule": VERDICT_RULE,
+        "verdict_settings": {"margin": margin, "alpha": alpha, "bootstrap": bootstrap, "attacks": list(boot),
+                             "reference": "retrained" if "retrained" in roles else "chance"},
+        "verdict_detail": decision["verdict_detail"],
+        "records": records,
         "attacks": attack_results,
         "attack_info": {
-            info.name: {"summary": info.summary, "higher_means": info.higher_means, "knowledge": info.knowledge}
+            info.name: {"summary": info.summary, "higher_means": info.higher_means, "knowledge": info.knowledge, "kind": info.kind,
+                        "reference_models": info.reference_models, "in_verdict": info.verdict}
             for info in infos
         },
         "utility": {role: {k: _finite(v) for k, v in u.items()} for role, u in utility.items()},
@@ -203,18 +300,24 @@ def run_audit(
             "count": int(forget_idx.size),
             "per_class": {data.class_names[c]: int(n) for c, n in enumerate(counts) if n},
         },
-        "summary": summarise(attack_results, utility),
+        "summary": "",
         "provenance": provenance,
     }
+    report_data["summary"] = summarise(report_data)
     return AuditReport(report_data, scores, forget_idx, nonmember_idx)
 
 
-def summarise(attack_results: dict[str, dict], utility: dict[str, dict]) -> str:
-    """One paragraph in plain words: each attack's AUC per model, and forget accuracy."""
-    parts = []
-    for attack, per_model in attack_results.items():
-        aucs = ", ".join(f"{role} {res['auc']:.3f}" for role, res in per_model.items())
-        parts.append(f"{attack} attack AUC (forget set vs matched held-out data; 0.5 = indistinguishable): {aucs}.")
-    acc = ", ".join(f"{role} {u['forget_acc']:.1%}" for role, u in utility.items())
+def summarise(report_data: dict) -> str:
+    """One paragraph in plain words: the verdict, each ROC attack's AUC per model, and forget accuracy."""
+    parts = [f"Verdict: {report_data['verdict'].replace('_', ' ')}. {report_data['verdict_reason']}"]
+    for attack, per_model in report_data["attacks"].items():
+        if "not_run" in per_model:
+            parts.append(per_model["not_run"])
+        elif report_data["attack_info"][attack]["kind"] == "roc":
+            aucs = ", ".join(f"{role} {res['auc']:.3f}" for role, res in per_model.items())
+            parts.append(f"{attack} AUC (0.5 = indistinguishable from held-out data): {aucs}.")
+        elif "forgetting_quality" in per_model:
+            parts.append(f"{attack}: forgetting quality {per_model['forgetting_quality']:.3f} of 2, score {per_model['score']:.3f}.")
+    acc = ", ".join(f"{role} {u['forget_acc']:.1%}" for role, u in report_data["utility"].items())
     parts.append(f"Accuracy on the forget set: {acc}.")
     return " ".join(parts)

@@ -205,3 +205,22 @@ def data_root_default(dataset: str) -> str:
 
 def percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1%}"
+
+
+def thumbnail(image, size: int = 56):
+    """A PIL image of one sample (C x H x W tensor in [0, 1]), enlarged without smoothing."""
+    import numpy as np
+    from PIL import Image
+
+    arr = (image.numpy() * 255).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)).resize((size, size), Image.NEAREST)
+
+
+def data_uri(image, size: int = 40) -> str:
+    """A PNG data URI of one sample, for ``st.column_config.ImageColumn``."""
+    import base64
+    import io
+
+    buf = io.BytesIO()
+    thumbnail(image, size).save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()

@@ -130,8 +130,31 @@ def test_membership_page_audits_and_reports_all_three_models(install_case, audit
     at.run()
     report = json.loads((audit_home / "cases" / case_id / "audit" / "report.json").read_text())
     assert set(report["attacks"]["loss"]) == {"original", "unlearned", "retrained"}
-    assert len(at.get("plotly_chart")) == 2
-    assert any("loss attack AUC" in t for t in texts(at.markdown))
+    assert report["verdict"] in ("forgotten", "not_forgotten", "inconclusive")
+    banner = texts(at.success) + texts(at.error) + texts(at.warning)
+    assert any(report["verdict_reason"][:40] in t for t in banner)
+    assert len(at.get("plotly_chart")) == 4  # linear ROC, log-log ROC, per-class AUC, per-record exposure
+    assert len(report["records"]) == report["forget"]["count"]
+    record_tables = [d.value for d in at.dataframe if "exposure" in d.value.columns]
+    assert record_tables and len(record_tables[0]) == report["forget"]["count"]
+    assert {"report.json", "scores.csv", "roc.csv", "records.csv"} <= {p.name for p in (audit_home / "cases" / case_id / "audit").iterdir()}
+
+
+def test_membership_page_runs_a_reference_model_attack_and_keeps_the_models(install_case, audit_home: Path) -> None:
+    case_id = install_case("unlearned")
+    at = app("4_Membership").run()
+    at.multiselect(key="audit_attacks").set_value(["loss", "lira_online"])
+    at.run()
+    at.slider(key="audit_refs").set_value(4)
+    at.run()
+    at.button(key="audit_button").click()
+    run_until(at, lambda a: any("Membership audit: done" in t for t in texts(a.success)), timeout=240)
+    at.run()
+    case_dir = audit_home / "cases" / case_id
+    report = json.loads((case_dir / "audit" / "report.json").read_text())
+    assert report["provenance"]["reference_models"]["count"] == 4
+    assert (case_dir / "references" / "references.safetensors").is_file()
+    assert report["records"][0]["attack"] == "lira_online"
 
 
 def test_unlearn_page_compares_methods_and_uses_one_for_the_audit(install_case, audit_home: Path) -> None:

@@ -1,0 +1,317 @@
+"""Reference ("shadow") models for LiRA, RMIA, the learned and the unlearning-specific attacks.
+
+**Population.** The original's training set plus the held-out pool the audit's non-members come
+from (:func:`heldout_pool`), so every target (forgotten sample or non-member) is in it. Each of
+K reference models trains on a random half, drawn as in LiRA's code: for each sample, a random
+half of the K models get it (so every target has K/2 IN and K/2 OUT models). The recipe is the
+original's (architecture, optimiser, epochs, batch size), with seeds 1000 + k.
+
+**Batched training.** Small models without batch-norm can train as one ensemble with
+``torch.func`` (stacked parameters, ``vmap`` over models, one optimiser over the stacked
+tensors: Adam and SGD act element-wise, so this is K independent trainings). Each model walks
+its own shuffled half; halves differ in size by a few samples, so a model's last batch of an
+epoch may wrap around to its first samples. ``benchmarks/membership.py`` times both ways.
+
+**Reuse.** A trained set is saved (safetensors: weights, the IN/OUT mask and the logits of every
+population sample under every query augmentation) in the audit's reference folder and reused
+while the original, its recipe and K match.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._types import Progress, report
+from ..errors import AuditInputError, RunCancelled
+from .features import augmentations, logits_under
+
+__all__ = ["ReferenceSet", "estimate_reference_seconds", "get_references", "heldout_pool", "train_references"]
+
+REFERENCE_SEED = 1000
+FILE_NAME = "references.safetensors"
+
+
+#: The held-out pool holds at least this many test samples when the test split has them.
+MIN_POOL = 1000
+
+
+def heldout_pool(n_train_model: int, n_test: int, seed: int = 0) -> np.ndarray:
+    """The test-split indices an audit draws non-members from: the whole test split when it holds
+    no more than max(the model's training-set size, :data:`MIN_POOL`) samples, else a seeded subset
+    of that size. Reference models then train on about as much data as the original (a small
+    training set still gets enough non-members for TPR at 1% FPR to mean something)."""
+    size = max(int(n_train_model), MIN_POOL)
+    if n_test <= size:
+        return np.arange(n_test, dtype=np.int64)
+    rng = np.random.default_rng(seed + 7919)
+    return np.sort(rng.choice(n_test, size=size, replace=False)).astype(np.int64)
+
+
+def keep_mask(k: int, n: int, seed: int) -> np.ndarray:
+    """(K, N) booleans: each column has exactly floor(K/2) True, at random."""
+    rng = np.random.default_rng(seed)
+    order = np.argsort(rng.random((k, n)), axis=0)
+    return order < (k // 2)
+
+
+@dataclass(eq=False)
+class ReferenceSet:
+    """K reference models over a population (``pop_train``: training-split indices first, then
+    ``pop_test``: test-split indices). ``logits``: (K, A, P, C) float32."""
+
+    arch: str
+    in_shape: tuple[int, int, int]
+    num_classes: int
+    pop_train: np.ndarray
+    pop_test: np.ndarray
+    keep: np.ndarray
+    states: list[dict]
+    logits: torch.Tensor
+    recipe: dict
+    seconds: float
+    batched: bool
+    fingerprint: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def count(self) -> int:
+        return int(self.keep.shape[0])
+
+    def positions(self, train_idx: np.ndarray | None = None, test_idx: np.ndarray | None = None) -> np.ndarray:
+        """Population positions of training-split and/or test-split indices."""
+        out = []
+        if train_idx is not None:
+            pos = np.searchsorted(self.pop_train, train_idx)
+            if np.any(pos >= self.pop_train.size) or np.any(self.pop_train[np.minimum(pos, self.pop_train.size - 1)] != train_idx):
+                raise AuditInputError("Some samples are not in the reference models' population; retrain the reference models.")
+            out.append(pos)
+        if test_idx is not None:
+            pos = np.searchsorted(self.pop_test, test_idx)
+            if np.any(pos >= self.pop_test.size) or np.any(self.pop_test[np.minimum(pos, self.pop_test.size - 1)] != test_idx):
+                raise AuditInputError("Some held-out samples are not in the reference models' population; retrain the reference models.")
+            out.append(self.pop_train.size + pos)
+        return np.concatenate(out).astype(np.int64)
+
+    def model(self, k: int) -> nn.Module:
+        from ..models import build_model
+
+        model = build_model(self.arch, self.in_shape, self.num_classes)
+        model.load_state_dict(self.states[k])
+        return model.eval()
+
+    def population(self, data) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = torch.from_numpy(self.pop_train), torch.from_numpy(self.pop_test)
+        return torch.cat([data.x_train[a], data.x_test[b]]), torch.cat([data.y_train[a], data.y_test[b]])
+
+    def save(self, path: Path) -> Path:
+        from safetensors.torch import save_file
+
+        tensors = {"keep": torch.from_numpy(self.keep.astype(np.uint8)), "logits": self.logits.contiguous()}
+        for k, state in enumerate(self.states):
+            tensors.update({f"model{k}.{name}": t.detach().cpu().contiguous() for name, t in state.items()})
+        meta = {
+            "arch": self.arch, "in_shape": list(self.in_shape), "num_classes": self.num_classes,
+            "pop_train": self.pop_train.tolist(), "pop_test": self.pop_test.tolist(), "recipe": self.recipe,
+            "seconds": self.seconds, "batched": self.batched, "fingerprint": self.fingerprint,
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file(tensors, str(tmp), metadata={"mu_audit_references": json.dumps(meta)})
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ReferenceSet:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads(f.metadata()["mu_audit_references"])
+            keep = f.get_tensor("keep").numpy().astype(bool)
+            logits = f.get_tensor("logits")
+            states: list[dict] = [{} for _ in range(keep.shape[0])]
+            for name in f.keys():
+                if name.startswith("model"):
+                    head, _, param = name.partition(".")
+                    states[int(head[5:])][param] = f.get_tensor(name)
+        return cls(meta["arch"], tuple(meta["in_shape"]), int(meta["num_classes"]), np.asarray(meta["pop_train"], dtype=np.int64),
+                   np.asarray(meta["pop_test"], dtype=np.int64), keep, states, logits, meta["recipe"], float(meta["seconds"]),
+                   bool(meta["batched"]), meta["fingerprint"])
+
+
+def fingerprint(record, pool: np.ndarray, k: int) -> str:
+    """What the reference set depends on: the original's data, training set, recipe and arch, the pool and K."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"arch": record.arch, "dataset": record.dataset, "recipe": record.recipe, "k": k}, sort_keys=True).encode())
+    h.update(np.asarray(record.train_indices, dtype=np.int64).tobytes())
+    h.update(np.asarray(pool, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _config(record, k: int):
+    from ..train import TrainConfig
+
+    recipe = {key: v for key, v in record.recipe.items() if key in TrainConfig.__dataclass_fields__}
+    return TrainConfig(**{**recipe, "seed": REFERENCE_SEED + k}).validate()
+
+
+def _can_batch(arch: str, in_shape, num_classes: int) -> bool:
+    from ..models import build_model
+
+    model = build_model(arch, in_shape, num_classes)
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in model.modules())
+
+
+def train_one_by_one(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None) -> list[nn.Module]:
+    from ..device import seed_everything
+    from ..models import build_model
+    from ..train import train_loop
+
+    models = []
+    k_total = keep.shape[0]
+    for k in range(k_total):
+        config = _config(record, k)
+        seed_everything(config.seed)
+        model = build_model(arch, in_shape, num_classes)
+        idx = torch.from_numpy(np.flatnonzero(keep[k]))
+        sub = None if progress is None else (lambda f, m, k=k: progress((k + f) / k_total, f"Reference model {k + 1}/{k_total}: {m}"))
+        models.append(train_loop(model, x[idx], y[idx], config, device=device, progress=sub, label="training").cpu())
+    return models
+
+
+def train_batched(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None) -> list[nn.Module]:
+    """All K models at once with ``torch.func.functional_call`` under ``vmap`` (see the module doc)."""
+    from torch.func import functional_call, stack_module_state, vmap
+
+    from ..device import seed_everything
+    from ..models import build_model
+    from ..train import make_optimizer
+
+    k_total = keep.shape[0]
+    models = []
+    for k in range(k_total):
+        seed_everything(_config(record, k).seed)
+        models.append(build_model(arch, in_shape, num_classes).to(device))
+    params, buffers = stack_module_state(models)
+    base = build_model(arch, in_shape, num_classes).to("meta")
+    config = _config(record, 0)
+    optimizer = make_optimizer(base, config, params=list(params.values()))
+
+    def loss_one(p, b, xb, yb):
+        return nn.functional.cross_entropy(functional_call(base, (p, b), (xb,)), yb)
+
+    batched_loss = vmap(loss_one)
+    x_dev, y_dev = x.to(device), y.to(device)
+    members = [torch.from_numpy(np.flatnonzero(keep[k])) for k in range(k_total)]
+    n_max = max(len(m) for m in members)
+    bs = config.batch_size
+    steps = (n_max + bs - 1) // bs
+    generator = torch.Generator().manual_seed(REFERENCE_SEED)
+    total = config.epochs * steps
+    done = 0
+    for epoch in range(config.epochs):
+        orders = []
+        for m in members:
+            perm = m[torch.randperm(len(m), generator=generator)]
+            orders.append(perm.repeat((n_max + len(perm) - 1) // len(perm) + 1)[: steps * bs])
+        order = torch.stack(orders).to(device)
+        for s in range(steps):
+            idx = order[:, s * bs : (s + 1) * bs]
+            optimizer.zero_grad(set_to_none=True)
+            losses = batched_loss(params, buffers, x_dev[idx], y_dev[idx])
+            losses.sum().backward()
+            optimizer.step()
+            done += 1
+            if done % max(1, total // 50) == 0 or done == total:
+                report(progress, done / total, f"{k_total} reference models at once: epoch {epoch + 1}/{config.epochs}, mean loss {float(losses.detach().mean()):.3f}")
+    out = []
+    for k in range(k_total):
+        model = build_model(arch, in_shape, num_classes)
+        model.load_state_dict({name: t[k].detach().cpu() for name, t in {**params, **buffers}.items()})
+        out.append(model.eval())
+    return out
+
+
+def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | None = None, device: torch.device,
+                     progress: Progress | None = None) -> ReferenceSet:
+    """Train K reference models on random halves of the population (see the module doc)."""
+    if k < 2 or k % 2:
+        raise AuditInputError("The number of reference models must be even and at least 2 (e.g. 16).")
+    if record.recipe.get("sisa"):
+        raise AuditInputError("Reference models are plain models trained with the original's recipe; a SISA original is not supported.")
+    pop_train = np.asarray(record.train_indices, dtype=np.int64)
+    pop_test = np.asarray(pool, dtype=np.int64)
+    a, b = torch.from_numpy(pop_train), torch.from_numpy(pop_test)
+    x, y = torch.cat([data.x_train[a], data.x_test[b]]), torch.cat([data.y_train[a], data.y_test[b]])
+    keep = keep_mask(k, len(x), REFERENCE_SEED)
+    can_batch = _can_batch(record.arch, data.in_shape, data.num_classes)
+    use_batched = can_batch if batched is None else (batched and can_batch)
+    started = time.perf_counter()
+    trainer = train_batched if use_batched else train_one_by_one
+    sub = None if progress is None else (lambda f, m: progress(0.9 * f, m))
+    models = trainer(record.arch, data.in_shape, data.num_classes, x, y, keep, record, device=device, progress=sub)
+    seconds = time.perf_counter() - started
+    augs = augmentations(data.spec.name, data.in_shape)
+    logits = []
+    for i, model in enumerate(models):
+        report(progress, 0.9 + 0.1 * i / k, f"Reference model {i + 1}/{k}: scoring the population")
+        logits.append(logits_under(model, x, augs, device=device))
+    return ReferenceSet(record.arch, data.in_shape, data.num_classes, pop_train, pop_test, keep,
+                        [{n: t.detach().cpu() for n, t in m.state_dict().items()} for m in models], torch.stack(logits),
+                        {"epochs": _config(record, 0).epochs, "batch_size": _config(record, 0).batch_size, "seeds": f"{REFERENCE_SEED}..{REFERENCE_SEED + k - 1}"},
+                        round(seconds, 3), use_batched, fingerprint(record, pool, k))
+
+
+def estimate_reference_seconds(record, data, k: int, *, device: torch.device | None = None, batched: bool | None = None) -> float:
+    """A quick estimate of training K reference models: times a few steps and scales up."""
+    from ..device import pick_device
+
+    device = device or pick_device(None)
+    config = _config(record, 0)
+    n_half = (len(record.train_indices) + len(heldout_pool(len(record.train_indices), data.n_test))) // 2
+    steps = config.epochs * ((n_half + config.batch_size - 1) // config.batch_size)
+    probe_steps = 5
+    keep = np.zeros((2, probe_steps * config.batch_size * 2), dtype=bool)
+    keep[:, : probe_steps * config.batch_size] = True
+    x = data.x_train[: keep.shape[1]]
+    y = data.y_train[: keep.shape[1]]
+    probe_record = record.with_updates(recipe={**record.recipe, "epochs": 1})
+    can_batch = _can_batch(record.arch, data.in_shape, data.num_classes)
+    use_batched = can_batch if batched is None else (batched and can_batch)
+    started = time.perf_counter()
+    if use_batched:
+        train_batched(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device)
+    else:
+        train_one_by_one(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device)
+    per_step_per_model = (time.perf_counter() - started) / (2 * probe_steps)
+    return float(per_step_per_model * steps * k * 1.1)
+
+
+def get_references(ctx) -> ReferenceSet:
+    """The context's reference set: loaded from ``ctx.reference_dir`` when it matches, else trained (and saved there)."""
+    record = ctx.original_record
+    fp = fingerprint(record, ctx.pool_idx, ctx.reference_count)
+    path = Path(ctx.reference_dir) / FILE_NAME if ctx.reference_dir else None
+    if path is not None and path.is_file():
+        try:
+            refs = ReferenceSet.load(path)
+            if refs.fingerprint == fp:
+                report(ctx.progress, 0.0, f"Reusing {refs.count} reference models from {path.parent}")
+                return refs
+        except (OSError, ValueError, KeyError, RuntimeError):
+            pass  # a stale or damaged file is replaced below
+    try:
+        refs = train_references(record, ctx.data, ctx.pool_idx, ctx.reference_count, batched=ctx.batched, device=ctx.device, progress=ctx.progress)
+    except RunCancelled:
+        raise
+    if path is not None:
+        refs.save(path)
+    return refs

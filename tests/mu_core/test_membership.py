@@ -1,0 +1,261 @@
+"""Membership attacks, intervals and the verdict: formulas on synthetic scores with known answers,
+then known answers on an overfit digits model (the slow part, shared by a module fixture)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from mu_core.attacks.features import augmentations, lira_phi, true_log_prob
+from mu_core.attacks.reference import heldout_pool, keep_mask
+from mu_core.attacks.reference_attacks import _rmia_from
+from mu_core.attacks.threshold import best_threshold
+from mu_core.attacks.unlearning import epsilon_from_samples, forgetting_points
+from mu_core.audit.verdict import auc_fast, benjamini_hochberg, bootstrap_aucs, decide, record_verdicts, resamples, roc_intervals
+
+# ---------------------------------------------------------------- formulas on synthetic scores
+
+
+def test_auc_fast_matches_sklearn_with_ties() -> None:
+    rng = np.random.default_rng(0)
+    members, nonmembers = rng.integers(0, 5, 300).astype(float), rng.integers(0, 4, 500).astype(float)
+    labels = np.r_[np.ones(300), np.zeros(500)]
+    assert auc_fast(members, nonmembers) == pytest.approx(roc_auc_score(labels, np.r_[members, nonmembers]))
+
+
+def test_bootstrap_intervals_cover_the_known_auc_of_two_gaussians() -> None:
+    # members ~ N(1, 1), non-members ~ N(0, 1): AUC = Phi(1 / sqrt(2)) = 0.7602. Over 60 seeded
+    # repetitions a 95% interval should miss about 3 times; more than 9 misses would be a bug.
+    truth = norm.cdf(1 / np.sqrt(2))
+    misses = 0
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        members, nonmembers = rng.normal(1, 1, 150), rng.normal(0, 1, 300)
+        aucs = bootstrap_aucs(members, nonmembers, resamples(150, 300, 200, seed=1000 + seed))
+        lo, hi = np.quantile(aucs, [0.025, 0.975])
+        misses += not lo < truth < hi
+    assert misses <= 9
+    rng = np.random.default_rng(1)
+    intervals, aucs = roc_intervals(rng.normal(1, 1, 1500), rng.normal(0, 1, 1500), resamples(1500, 1500, 100, seed=2))
+    assert 0.01 < intervals["auc_ci"][1] - intervals["auc_ci"][0] < 0.06  # about 4 standard errors of 0.012
+    assert intervals["tpr_at_1pct_fpr_ci"] is not None and intervals["tpr_at_0p01pct_fpr_ci"] is None  # 1500 < 10,000 non-members
+    assert aucs.shape == (100,)
+
+
+def _boot(members, nonmembers, seed=0, b=200):
+    return bootstrap_aucs(members, nonmembers, resamples(len(members), len(nonmembers), b, seed))
+
+
+def test_verdict_separable_scores_are_not_forgotten() -> None:
+    rng = np.random.default_rng(3)
+    m, n = rng.normal(1.5, 1, 100), rng.normal(0, 1, 300)
+    out = decide({"loss": {"unlearned": _boot(m, n)}}, {"loss": {"unlearned": auc_fast(m, n)}})
+    assert out["verdict"] == "not_forgotten"
+    assert "loss" in out["verdict_reason"] and "chance" in out["verdict_reason"]
+    assert not out["over_unlearning"]
+
+
+def test_verdict_indistinguishable_scores_with_enough_records_are_forgotten() -> None:
+    rng = np.random.default_rng(4)
+    m, n = rng.normal(0, 1, 1000), rng.normal(0, 1, 3000)
+    boot = {"loss": {"unlearned": _boot(m, n)}, "entropy": {"unlearned": _boot(-m, -n, seed=1)}}
+    point = {"loss": {"unlearned": auc_fast(m, n)}, "entropy": {"unlearned": auc_fast(-m, -n)}}
+    out = decide(boot, point)
+    assert out["verdict"] == "forgotten", out["verdict_reason"]
+
+
+def test_verdict_too_few_records_for_the_margin_is_inconclusive() -> None:
+    rng = np.random.default_rng(5)
+    m, n = rng.normal(0, 1, 10), rng.normal(0, 1, 30)
+    out = decide({"loss": {"unlearned": _boot(m, n)}}, {"loss": {"unlearned": auc_fast(m, n)}})
+    assert out["verdict"] == "inconclusive"
+    assert "margin" in out["verdict_reason"]
+
+
+def test_verdict_against_the_retrained_reference_and_over_unlearning() -> None:
+    rng = np.random.default_rng(6)
+    base_m, base_n = rng.normal(0.3, 1, 200), rng.normal(0, 1, 400)  # the retrained model: some natural signal
+    idx = resamples(200, 400, 200, seed=7)
+    # an unlearned model that pushed the forget set far below held-out data
+    low_m = base_m - 2.0
+    boot = {"loss": {"unlearned": bootstrap_aucs(low_m, base_n, idx), "retrained": bootstrap_aucs(base_m, base_n, idx)}}
+    point = {"loss": {"unlearned": auc_fast(low_m, base_n), "retrained": auc_fast(base_m, base_n)}}
+    out = decide(boot, point)
+    assert out["over_unlearning"] and out["verdict"] != "forgotten"
+    assert out["verdict_detail"]["loss"]["reference"] == "retrained"
+    # the same scores as the reference: forgotten (paired bootstrap, the difference is exactly 0)
+    same = {"loss": {"unlearned": bootstrap_aucs(base_m, base_n, idx), "retrained": bootstrap_aucs(base_m, base_n, idx)}}
+    out = decide(same, {"loss": {"unlearned": auc_fast(base_m, base_n), "retrained": auc_fast(base_m, base_n)}})
+    assert out["verdict"] == "forgotten" and "retrained model" in out["verdict_reason"]
+
+
+def test_benjamini_hochberg_known_example() -> None:
+    p = np.array([0.001, 0.008, 0.039, 0.041, 0.042, 0.06, 0.074, 0.205, 0.212, 0.216])
+    assert benjamini_hochberg(p, 0.05).tolist() == [True, True] + [False] * 8
+    assert benjamini_hochberg(p, 0.09).tolist() == [True] * 5 + [False] * 5  # p5 = 0.042 <= 0.045 carries p3 and p4
+
+
+def test_record_verdicts_flag_outliers_and_clear_typical_records() -> None:
+    rng = np.random.default_rng(8)
+    nonmembers = rng.normal(0, 1, 500)
+    members = np.r_[np.full(20, 10.0), rng.normal(-1, 0.3, 20)]
+    rows = record_verdicts("loss", {"unlearned": (members, nonmembers)}, np.arange(40), np.zeros(40, dtype=int), ("zero",))
+    assert [r["verdict"] for r in rows[:20]] == ["not_forgotten"] * 20
+    assert [r["verdict"] for r in rows[20:]] == ["forgotten"] * 20
+    assert rows[0]["p_value"] == pytest.approx(1 / 501) and rows[0]["exposure"] == pytest.approx(np.log2(501))
+
+
+def test_lira_phi_is_the_log_odds_and_stays_finite() -> None:
+    logits = torch.tensor([[2.0, 0.5, -1.0], [1000.0, 0.0, 0.0]])
+    y = torch.tensor([0, 0])
+    phi = lira_phi(logits, y)
+    p = torch.softmax(logits[0].double(), 0)[0].item()
+    assert phi[0] == pytest.approx(np.log(p / (1 - p)))
+    assert np.isfinite(phi[1]) and phi[1] == pytest.approx(1000 - np.log(2))
+    assert true_log_prob(logits, y)[1] == pytest.approx(0.0)
+
+
+def test_rmia_score_is_the_share_of_population_it_beats() -> None:
+    # ratios x: 2, z: 1, 3, 4, 0.5 -> LR(x, z) >= 1 for z in {1, 0.5}
+    s = _rmia_from(np.array([2.0]), np.array([1.0]), np.array([1.0, 3.0, 4.0, 0.5]), np.ones(4), gamma=1.0)
+    assert s.tolist() == [0.5]
+
+
+def test_kaggle_epsilon_and_points() -> None:
+    assert epsilon_from_samples(np.array([0.1, 0.2]), np.array([5.0, 6.0])) == np.inf  # perfectly separable
+    assert epsilon_from_samples(np.arange(8.0), np.arange(8.0)) < 0.7  # identical: close to 0
+    assert forgetting_points(np.array([0.0, 0.49, 0.5, 1.2, np.inf])).tolist() == [2.0, 2.0, 1.0, 0.5, 0.0]
+
+
+def test_best_threshold_balances_tpr_and_tnr() -> None:
+    assert best_threshold(np.array([3.0, 4.0, 5.0]), np.array([0.0, 1.0, 3.5])) == 4.0
+
+
+def test_keep_mask_gives_every_sample_half_the_models() -> None:
+    keep = keep_mask(16, 500, seed=0)
+    assert (keep.sum(0) == 8).all()
+    assert 180 < keep.sum(1).min() and keep.sum(1).max() < 320
+
+
+def test_augmentations_only_where_the_data_allows() -> None:
+    assert len(augmentations("digits", (1, 8, 8))) == 1
+    assert len(augmentations("mnist", (1, 28, 28))) == 3  # shifts, no mirror for digits
+    augs = augmentations("fashion-mnist", (1, 28, 28))
+    x = torch.arange(4.0).view(1, 1, 2, 2).expand(1, 1, 2, 2)
+    assert len(augs) == 4 and torch.equal(augs[1](x), torch.flip(x, dims=[-1]))
+
+
+def test_heldout_pool_is_all_test_data_when_small() -> None:
+    assert heldout_pool(100, 360).tolist() == list(range(360))
+    pool = heldout_pool(5000, 10000)
+    assert pool.size == 5000 and np.unique(pool).size == 5000
+
+
+# ---------------------------------------------------------------- known answers on digits
+
+
+@pytest.fixture(scope="module")
+def overfit(digits):
+    """An overfit MLP (150 digits, 100 epochs), a 75-sample request and a model retrained without it."""
+    from mu_core.forget import random_request
+    from mu_core.train import TrainConfig, default_config, fit_model
+    from mu_core.unlearn import unlearn
+
+    config = TrainConfig(**{**default_config("mlp", 150).to_dict(), "epochs": 100})
+    model, record = fit_model(digits, "mlp", config, train_size=150, device="cpu")
+    request = random_request(record.train_indices, 75, seed=0)
+    retrained = unlearn(model, record, request.indices, method="retrain", dataset=digits, device="cpu")
+    retain = np.setdiff1d(record.train_indices, request.indices)
+    second = fit_model(digits, "mlp", TrainConfig(**{**config.to_dict(), "seed": 1}), train_indices=retain, device="cpu")
+    return model, record, request, retrained, second
+
+
+def _audit(overfit, unlearned, retrained=None, **kwargs):
+    from mu_core.audit.report import run_audit
+
+    model, record, request, *_ = overfit
+    models = {"original": (model, record), "unlearned": unlearned}
+    if retrained is not None:
+        models["retrained"] = retrained
+    return run_audit(models, request.indices, device="cpu", **kwargs).data
+
+
+def test_an_unlearned_model_identical_to_the_original_is_not_forgotten(overfit) -> None:
+    model, record, *_ = overfit
+    report = _audit(overfit, (model, record))
+    assert report["verdict"] == "not_forgotten", report["verdict_reason"]
+    assert report["provenance"]["nonmembers"] >= 200  # a few hundred held-out samples
+    assert sum(r["verdict"] == "not_forgotten" for r in report["records"]) >= 1
+
+
+def test_a_model_retrained_without_the_forget_set_is_forgotten(overfit) -> None:
+    _, _, _, retrained, second = overfit
+    report = _audit(overfit, (retrained.model, retrained.record))
+    assert report["verdict"] == "forgotten", report["verdict_reason"]
+    # and against a retrained reference (another seed): the paired difference is small
+    report = _audit(overfit, (retrained.model, retrained.record), second)
+    assert report["verdict"] == "forgotten", report["verdict_reason"]
+    assert report["verdict_settings"]["reference"] == "retrained"
+    for attack in report["attacks"].values():
+        assert attack["unlearned"]["auc_ci"][0] <= attack["unlearned"]["auc"] <= attack["unlearned"]["auc_ci"][1]
+
+
+@pytest.mark.slow
+def test_lira_beats_loss_at_low_fpr_and_reference_models_are_reused(overfit, tmp_path) -> None:
+    retrained = overfit[3]
+    attacks = ["loss", "lira_online", "lira_offline", "rmia_online", "rmia_offline", "shadow", "gradient_norm",
+               "deletion_inference", "ulira", "kaggle_epsilon", "svc_efficacy", "correctness"]
+    report = _audit(overfit, (retrained.model, retrained.record), attacks=attacks, reference_models=16, reference_dir=tmp_path)
+    original = {a: report["attacks"][a]["original"] for a in ("loss", "lira_online")}
+    assert original["loss"]["n_nonmembers"] >= 100  # so TPR at 1% FPR means something
+    assert original["lira_online"]["tpr_at_1pct_fpr"] > original["loss"]["tpr_at_1pct_fpr"]
+    assert report["attacks"]["lira_online"]["original"]["auc"] > 0.6
+    assert "original" not in report["attacks"]["deletion_inference"]
+    assert report["records"][0]["attack"] == "lira_online"
+    kaggle = report["attacks"]["kaggle_epsilon"]
+    assert 0.0 <= kaggle["forgetting_quality"] <= 2.0 and kaggle["method"] == "retrain" and kaggle["models_per_side"] == 8
+    assert report["provenance"]["reference_models"]["count"] == 16
+    json.dumps(report, allow_nan=False)
+    # the second audit reuses the saved reference models (and the unlearned ones)
+    import mu_core.attacks.reference as reference
+
+    calls = []
+    original_train = reference.train_references
+    reference.train_references = lambda *a, **k: calls.append(1) or original_train(*a, **k)
+    try:
+        again = _audit(overfit, (retrained.model, retrained.record), attacks=["lira_online", "ulira"], reference_models=16, reference_dir=tmp_path)
+    finally:
+        reference.train_references = original_train
+    assert calls == []
+    assert again["attacks"]["lira_online"]["original"]["auc"] == pytest.approx(report["attacks"]["lira_online"]["original"]["auc"])
+
+
+def test_method_attacks_say_so_when_the_method_is_unknown(overfit) -> None:
+    model, record, *_ = overfit
+    report = _audit(overfit, (model, record), attacks=["loss", "ulira"], reference_models=2)
+    assert "unlearning method is unknown" in report["attacks"]["ulira"]["not_run"]
+    assert "ulira" not in report["verdict_settings"]["attacks"]
+
+
+def test_batched_reference_training_matches_one_by_one_in_quality(digits) -> None:
+    from mu_core.attacks.reference import train_batched, train_one_by_one
+    from mu_core.models import ModelRecord
+    from mu_core.train import accuracy, default_config
+
+    x, y = digits.x_train[:400], digits.y_train[:400]
+    keep = keep_mask(4, 400, seed=0)
+    record = ModelRecord(arch="cnn", in_shape=digits.in_shape, class_names=digits.class_names, dataset=digits.spec.to_dict(),
+                         train_indices=np.arange(400), n_train_split=digits.n_train, recipe={**default_config("cnn", 200).to_dict(), "epochs": 10})
+    device = torch.device("cpu")
+    mean_acc = {}
+    for trainer in (train_batched, train_one_by_one):
+        models = trainer("cnn", digits.in_shape, 10, x, y, keep, record, device=device)
+        accs = [accuracy(m, digits.x_test, digits.y_test) for m in models]
+        assert len(models) == 4 and min(accs) > 0.75, (trainer.__name__, accs)
+        mean_acc[trainer.__name__] = np.mean(accs)
+    assert abs(mean_acc["train_batched"] - mean_acc["train_one_by_one"]) < 0.06, mean_acc

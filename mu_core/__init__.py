@@ -71,6 +71,8 @@ _EXPORTS = {
     "make_demo_case": "workflow",
     "case_utility": "workflow",
     "case_compare": "workflow",
+    "case_explain": "workflow",
+    "explain_models": "neurons",
     "case_use_method": "workflow",
     "compare_methods": "compare",
     "fit_sisa": "train",

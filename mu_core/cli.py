@@ -174,6 +174,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         case_dir = Path(args.case)
         reference_dir = case_dir / "references" if (case_dir / MANIFEST).is_file() else case_dir
     method_params = parse_params(args.method, args.param or []) if args.method else None
+    if args.reference_models < 2 or args.reference_models % 2:
+        raise AuditInputError("--reference-models must be even and at least 2 (e.g. 16).")
     if attacks and any(get_attack(a).reference_models for a in attacks):
         from .attacks.reference import estimate_reference_seconds
         from .data import DatasetSpec, load_dataset

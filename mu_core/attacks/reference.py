@@ -41,7 +41,7 @@ FILE_NAME = "references.safetensors"
 
 
 #: The held-out pool holds at least this many test samples when the test split has them.
-MIN_POOL = 1000
+MIN_POOL = 2000
 
 
 def heldout_pool(n_train_model: int, n_test: int, seed: int = 0) -> np.ndarray:

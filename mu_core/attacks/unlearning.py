@@ -89,6 +89,7 @@ def unlearned_references(ctx: AttackContext) -> dict:
     needs_method=True,
 )
 def ulira_attack(ctx: AttackContext, role: str):
+    ctx.unlearning_method()  # says so before any reference model is trained
     refs, pos = _targets(ctx)
     unl = unlearned_references(ctx)
     _, pop_y = refs.population(ctx.data)
@@ -150,6 +151,7 @@ def kaggle_attack(ctx: AttackContext) -> dict:
     """Deviation: the challenge uses 512 unlearned and 512 retrained models; here each forgotten
     sample has K/2 of each (the reference models), so epsilon is coarse. The utility ratios use
     the audited unlearned and retrained models when both are given, else the reference models'."""
+    ctx.unlearning_method()
     refs, pos = _targets(ctx)
     unl = unlearned_references(ctx)
     _, pop_y = refs.population(ctx.data)

@@ -74,7 +74,7 @@ def test_report_holds_every_attack_and_utility_number(audit):
     assert data["provenance"]["seeds"]["nonmember_sampling"] == 0
     assert data["provenance"]["models"]["retrained"]["unlearning"]["method"] == "retrain"
     assert data["provenance"]["models"]["original"]["sha256"] is None  # no files were given
-    assert "loss attack AUC" in data["summary"]
+    assert "loss AUC" in data["summary"] and data["summary"].startswith("Verdict: ")
 
 
 def test_nonmembers_are_test_samples_matching_the_forget_classes(audit, digits):
@@ -105,9 +105,13 @@ def test_report_writes_json_and_per_sample_scores(audit, tmp_path):
     assert path == tmp_path / "out" / "report.json"
     assert json.loads(path.read_text())["attacks"]["loss"]["original"]["auc"] == audit.data["attacks"]["loss"]["original"]["auc"]
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "scores.csv").read_text())))
-    assert len(rows) == 3 * (len(audit.member_indices) + len(audit.nonmember_indices))
+    assert len(rows) == len(audit.scores) * 3 * (len(audit.member_indices) + len(audit.nonmember_indices))
     assert {row["member"] for row in rows} == {"0", "1"}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json", "scores.csv"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["records.csv", "report.json", "roc.csv", "scores.csv"]
+    records = list(csv.DictReader(io.StringIO((tmp_path / "out" / "records.csv").read_text())))
+    assert len(records) == len(audit.member_indices) and {r["verdict"] for r in records} <= {"forgotten", "not_forgotten", "inconclusive"}
+    roc = list(csv.DictReader(io.StringIO((tmp_path / "out" / "roc.csv").read_text())))
+    assert {(r["attack"], r["model"]) for r in roc} >= {("loss", "original"), ("loss", "retrained")}
 
 
 def test_audit_refuses_a_forget_request_other_than_the_unlearned_models(overfit, digits):

@@ -63,6 +63,12 @@ _EXPORTS = {
     "tpr_at_fpr": "audit.metrics",
     # case workflow
     "case_audit": "workflow",
+    "case_invert": "workflow",
+    "InversionConfig": "inversion",
+    "InversionResult": "inversion",
+    "invert": "inversion",
+    "infer_labels": "inversion",
+    "defense_sweep": "inversion",
     "case_import_model": "workflow",
     "case_retrain": "workflow",
     "case_set_forget": "workflow",

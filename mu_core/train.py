@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -126,6 +127,19 @@ def subset_indices(n_train: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_train, size=size, replace=False)).astype(np.int64)
 
 
+def _base_state(init: str | Path, arch: str, data: Dataset) -> tuple[dict, dict]:
+    """The weights of the base model file ``init`` and what the recipe records about it."""
+    from .models import load_model, sha256_file
+
+    base, base_record = load_model(init)
+    if base_record.arch != arch or tuple(base_record.in_shape) != tuple(data.in_shape) or base_record.num_classes != data.num_classes:
+        raise AuditInputError(
+            f"The base model '{Path(init).name}' is a {base_record.arch} for {tuple(base_record.in_shape)} inputs and "
+            f"{base_record.num_classes} classes; it cannot start a {arch} on {data.spec.name}."
+        )
+    return base.state_dict(), {"path": str(Path(init).resolve()), "sha256": sha256_file(init)}
+
+
 def fit_model(
     dataset: Dataset | str,
     arch: str,
@@ -134,11 +148,15 @@ def fit_model(
     train_indices: np.ndarray | None = None,
     train_size: int | None = None,
     init_state: dict | None = None,
+    init: str | Path | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[nn.Module, ModelRecord]:
     """Train ``arch`` from scratch (or from ``init_state``) on the dataset's training split.
 
+    ``init`` names a base model file to start from (fine-tuning, as in the exact-unlearning
+    setting of Hu et al. 2024); the recipe records its path and sha256, so ``retrain`` repeats
+    the fine-tuning from the same base.
     ``train_indices`` (or a seeded subset of ``train_size`` samples) restrict the training set.
     Returns the model (eval mode, CPU) and its record, with train and test accuracy.
 
@@ -160,6 +178,9 @@ def fit_model(
     started = time.perf_counter()
     seed_everything(config.seed)
     model = build_model(arch, data.in_shape, data.num_classes)
+    base_info = None
+    if init is not None:
+        init_state, base_info = _base_state(init, arch, data)
     if init_state is not None:
         model.load_state_dict(init_state)
     idx = torch.from_numpy(train_indices)
@@ -175,6 +196,8 @@ def fit_model(
     recipe = config.to_dict()
     if train_size:
         recipe["train_size"] = int(train_size)
+    if base_info:
+        recipe["init"] = base_info
     record = ModelRecord(
         arch=arch,
         in_shape=data.in_shape,

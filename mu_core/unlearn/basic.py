@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -46,8 +48,26 @@ class Retrain(UnlearnMethod):
         else:
             config = default_config(ctx.record.arch, len(ctx.retain_idx))
             ctx.notes["recipe"] = f"original recipe unknown; architecture default used: {config.to_dict()}"
-        retrained, _ = fit_model(ctx.dataset, ctx.record.arch, config, train_indices=ctx.retain_idx, progress=ctx.progress, device=ctx.device)
+        retrained, _ = fit_model(ctx.dataset, ctx.record.arch, config, train_indices=ctx.retain_idx, init=_recorded_base(recipe),
+                                 progress=ctx.progress, device=ctx.device)
         return retrained
+
+
+def _recorded_base(recipe: dict) -> str | None:
+    """The base model file a fine-tuned original started from (``recipe["init"]``), checked
+    against its recorded sha256; ``None`` for a model trained from scratch."""
+    from ..errors import AuditInputError
+    from ..models import sha256_file
+
+    init = recipe.get("init")
+    if not init:
+        return None
+    path = Path(init["path"])
+    if not path.is_file():
+        raise AuditInputError(f"Retraining repeats the fine-tuning from the base model '{path}', which is no longer there; put it back first.")
+    if init.get("sha256") and sha256_file(path) != init["sha256"]:
+        raise AuditInputError(f"The base model '{path}' changed since the original was fine-tuned from it; retraining needs the same base.")
+    return str(path)
 
 
 @register_method

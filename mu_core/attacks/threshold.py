@@ -10,11 +10,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import AttackContext, register_attack
+from . import AttackContext, AttackNotApplicable, register_attack
 from .features import lira_phi, probabilities, true_log_prob
 
 #: The most calibration samples per side.
 CALIBRATION_PER_SIDE = 2000
+#: The fewest calibration samples per side the SVC is trained on.
+MIN_SVC = 20
 #: Classes with fewer calibration samples than this on a side fall back to the global threshold.
 MIN_PER_CLASS = 5
 
@@ -140,6 +142,8 @@ def svc_attack(ctx: AttackContext, role: str):
     model = ctx.models[role]
     conf = lambda x, y: np.exp(true_log_prob(logits_under(model, x, [lambda v: v], device=ctx.device)[0], y))[:, None]  # noqa: E731
     n = min(len(cy), len(hy))
+    if n < MIN_SVC:
+        raise AttackNotApplicable(f"only {n} held-out samples are left besides the audit's non-members; the SVC needs {MIN_SVC}")
     rng = np.random.default_rng(ctx.seed)
     a, b = rng.choice(len(cy), n, replace=False), rng.choice(len(hy), n, replace=False)
     features_in, features_out = conf(cx, cy)[a], conf(hx, hy)[b]

@@ -186,7 +186,7 @@ def kaggle_attack(ctx: AttackContext) -> dict:
         "ra_ratio": float(ra),
         "ta_ratio": float(ta),
         "ratio_source": ratio_source,
-        "epsilon_median": float(np.median(eps)) if eps.size else None,
+        "epsilon_median": float(np.median(eps)) if eps.size and np.isfinite(np.median(eps)) else None,
         "epsilon_infinite_share": float(np.mean(~np.isfinite(eps))) if eps.size else None,
         "epsilon_finite_mean": float(finite.mean()) if finite.size else None,
         "models_per_side": int(refs.count // 2),

@@ -113,9 +113,10 @@ if change is not None:
 st.dataframe(table.set_index("neuron").style.format({c: "{:.2f}" for c in table.columns if "change" in c or "score" in c}),
              height=280, key="neurons_table")
 st.caption("Change: mean absolute change of the neuron's activation on forget (or retain) samples between the original and "
-           "the unlearned model, in units of the original's spread. Score: selectivity (AUC of the label's probes against "
-           "all other probes; 0.5 = none); a neuron is unlabelled when no concept is significant. Retrained units are "
-           "numbered independently.")
+           "the unlearned model, in units of the original's spread. Score: selectivity, the AUC of the label's probes against "
+           "the other classes' (for a class) or against the other patterns and real images (for a pattern); 0.5 = none. "
+           "Classes come first; a neuron is unlabelled when no concept is significant. Retrained units are numbered "
+           "independently.")
 with st.expander("Label counts in this layer"):
     st.dataframe(pd.DataFrame({role: pd.Series(data["label_counts"][role][layer]) for role in models}).fillna(0).astype(int),
                  key="neurons_label_counts")

@@ -56,7 +56,7 @@ def input_attribution(model: nn.Module, x: torch.Tensor, target: int | torch.Ten
         if method == "integrated_gradients":
             attr = IntegratedGradients(model).attribute(x, baselines=torch.zeros_like(x), target=target, n_steps=N_STEPS)
         elif method == "saliency":
-            attr = Saliency(model).attribute(x, target=target, abs=True)
+            attr = Saliency(model).attribute(x.clone().requires_grad_(True), target=target, abs=True)
         else:
             raise AuditInputError(f"Unknown attribution method '{method}'; choose one of: {', '.join(INPUT_METHODS)}.")
     return attr.detach().sum(dim=1).numpy()

@@ -87,15 +87,18 @@ def _mann_whitney(inside: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, 
 
 @register_labeller
 class SelectivityLabeller(Labeller):
-    """Label a neuron with the concept whose probes it responds to more than to all others.
+    """Label a neuron with the concept whose probes it responds to more than to the others.
 
-    For concept ``c`` and neuron ``n``, ``score = min(AUC_same, AUC_other)``: the AUC of ``n``'s
-    activations on ``c``'s probes against the other concepts of ``c``'s family, and against the
-    probes of the other family (a class must beat the other classes *and* the rendered patterns;
-    a pattern must beat the other patterns *and* real images). Its p-value is the larger of the
-    two one-sided Mann-Whitney p-values (an intersection-union test). p-values are adjusted by
-    Benjamini-Hochberg over every (neuron, concept) pair of the layer. A neuron gets the
-    highest-scoring concept with adjusted ``p <= alpha`` and ``score >= min_score``, else no label.
+    A class's ``score`` is the AUC of the neuron's activations on that class's probes against the
+    other classes' probes. A rendered pattern's ``score`` is ``min(AUC_visual, AUC_class)``: it
+    must beat the other patterns *and* the real images (an intersection-union test, whose p-value
+    is the larger of the two). p-values are one-sided Mann-Whitney, adjusted by Benjamini-Hochberg
+    over every (neuron, concept) pair of the layer. A concept qualifies with adjusted
+    ``p <= alpha`` and ``score >= min_score``. Class names come first: a neuron gets its best
+    qualifying class, else its best qualifying pattern, else no label. (Rendered patterns are far
+    from the training data, so they can drive a unit harder than any real image, its own class
+    included; comparing classes only among real images keeps the dataset's own concepts from
+    being crowded out by such out-of-distribution extremes.)
 
     This replaces CLIP-Dissect's soft-WPMI (which needs an image-text model to say how much each
     probe shows each concept): here each probe belongs to exactly one concept by construction,
@@ -121,16 +124,16 @@ class SelectivityLabeller(Labeller):
             inside = probes.concept == index
             if inside.sum() < 2:
                 continue
-            parts = []
-            for outside in ((families == family) & ~inside, families != family):
-                if outside.sum() >= 2:
-                    parts.append(_mann_whitney(activations[inside], activations[outside]))
+            references = [(families == family) & ~inside] + ([families != family] if family != "class" else [])
+            parts = [_mann_whitney(activations[inside], activations[outside]) for outside in references if outside.sum() >= 2]
             if parts:
                 scores[index] = np.min([auc for auc, _ in parts], axis=0)
                 p_values[index] = np.max([p for _, p in parts], axis=0)
         adjusted = false_discovery_control(p_values.ravel(), method="bh").reshape(p_values.shape)
         eligible = (adjusted <= self.alpha) & (scores >= self.min_score)
-        masked = np.where(eligible, scores, -np.inf)
+        is_class = np.asarray([f == "class" for f in probes.families])[:, None]
+        class_first = eligible & (is_class | ~(eligible & is_class).any(axis=0, keepdims=True))
+        masked = np.where(class_first, scores, -np.inf)
         best = masked.argmax(axis=0)
         has = np.isfinite(masked.max(axis=0))
         columns = np.arange(n_neurons)

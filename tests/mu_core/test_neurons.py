@@ -161,7 +161,6 @@ def test_probe_set_takes_class_images_from_the_test_split(digits) -> None:
     assert np.bincount(probes.concept[:50], minlength=10).tolist() == [5] * 10
 
 
-@pytest.mark.slow
 def test_whole_class_retraining_leaves_fewer_neurons_labelled_with_the_forgotten_class(explained) -> None:
     data = explained.data
     counts = data["forgotten_concept_neurons"]

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 def run_setting(data, arch: str, setting: str, args, workdir: Path) -> dict:
     import numpy as np
+    import torch
 
     from mu_core.inversion import InversionConfig, invert
     from mu_core.models import load_model, save_model
@@ -63,9 +64,15 @@ def run_setting(data, arch: str, setting: str, args, workdir: Path) -> dict:
     trials = args.trials if not is_fashion else args.fashion_trials
     chosen = rng.choice(record.train_indices, size=trials, replace=False)
     rows = []
+    skipped = 0
     for i, index in enumerate(chosen):
         method = "neggrad" if setting == "neggrad" else "retrain"
         result = unlearn(model, record, [int(index)], method=method, dataset=data)
+        if all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), result.model.state_dict().values(), strict=True)):
+            skipped += 1
+            print(f"  trial {i + 1}: index {index}: the unlearned model equals the original "
+                  f"({(result.record.unlearning or {}).get('notes')}); nothing to invert", file=sys.stderr, flush=True)
+            continue
         inv = invert(model, result.model, [int(index)], record=record, unlearned_record=result.record, dataset=data, base=base,
                      setting="approximate" if setting == "neggrad" else "exact", config=config)
         s = inv.samples[0]
@@ -74,7 +81,7 @@ def run_setting(data, arch: str, setting: str, args, workdir: Path) -> dict:
               f"{s['inferred_label']} rank {s['rank']}/{s['class_size']} SSIM {s['ssim']:.3f} "
               f"({inv.seconds['feature_recovery']:.1f} s + {inv.seconds['label_inference']:.1f} s)", file=sys.stderr, flush=True)
     return {
-        "dataset": data.spec.name, "arch": arch, "setting": setting, "trials": trials,
+        "dataset": data.spec.name, "arch": arch, "setting": setting, "trials": trials, "skipped": skipped,
         "train_samples": len(record.train_indices), "original_test_acc": record.metrics["test_acc"],
         "top1_share": float(np.mean([r["rank"] == 1 for r in rows])),
         "label_accuracy": float(np.mean([r["inferred_label"] == r["true_label"] for r in rows])),
@@ -86,6 +93,36 @@ def run_setting(data, arch: str, setting: str, args, workdir: Path) -> dict:
         "label_seconds": float(np.mean([r["seconds"]["label_inference"] for r in rows])),
         "setup_seconds": train_seconds,
     }
+
+
+def run_defenses(args) -> None:
+    """The paper's defenses on digits (``--defense-arch``, NegGrad on one sample, ``--defense-trials``
+    requests): attack quality against the defended model's test accuracy."""
+    import numpy as np
+
+    from mu_core.data import load_dataset
+    from mu_core.inversion import InversionConfig, defense_sweep
+    from mu_core.train import default_config, fit_model
+    from mu_core.unlearn import unlearn
+
+    data = load_dataset("digits")
+    arch = args.defense_arch
+    model, record = fit_model(data, arch, default_config(arch, data.n_train))
+    grid = {"none": [0.0], "noise": [0.003, 0.01, 0.03], "prune": [0.3, 0.6, 0.9], "finetune": [5, 20, 50]}
+    chosen = np.random.default_rng(2).choice(record.train_indices, size=args.defense_trials, replace=False)
+    rows: dict[tuple[str, float], list[dict]] = {}
+    for index in chosen:
+        result = unlearn(model, record, [int(index)], method="neggrad", dataset=data)
+        for row in defense_sweep(model, result.model, [int(index)], record=record, unlearned_record=result.record, grid=grid,
+                                 dataset=data, config=InversionConfig(steps=args.steps, restarts=args.restarts)):
+            rows.setdefault((row["defense"], row["strength"]), []).append(row)
+    print(f"\n### Defenses: digits, {arch}, NegGrad on one sample, {args.defense_trials} requests\n")
+    print("| defense | strength | test acc | rank 1 share | label accuracy | mean SSIM | mean MSE |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (kind, strength), group in rows.items():
+        mean = {k: float(np.mean([g[k] for g in group])) for k in ("test_acc", "top1_share", "label_accuracy", "ssim", "mse")}
+        print(f"| {kind} | {strength:g} | {mean['test_acc']:.1%} | {mean['top1_share']:.0%} | {mean['label_accuracy']:.0%} "
+              f"| {mean['ssim']:.3f} | {mean['mse']:.4f} |", flush=True)
 
 
 def main() -> None:
@@ -103,6 +140,9 @@ def main() -> None:
     parser.add_argument("--ft-size", type=int, default=64, help="fine-tuning set D_u of the exact setting")
     parser.add_argument("--ft-epochs", type=int, default=5, help="full-batch SGD epochs of the fine-tuning")
     parser.add_argument("--ft-lr", type=float, default=0.05)
+    parser.add_argument("--defenses", action="store_true", help="only the defense sweep (digits, NegGrad on one sample)")
+    parser.add_argument("--defense-arch", default="mlp")
+    parser.add_argument("--defense-trials", type=int, default=3)
     args = parser.parse_args()
 
     import torch
@@ -115,6 +155,9 @@ def main() -> None:
     args.steps = args.steps or defaults.steps
     args.restarts = args.restarts or defaults.restarts
     device = pick_device()
+    if args.defenses:
+        run_defenses(args)
+        return
     datasets = (args.only or "digits,fashion-mnist").split(",")
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# Unlearning inversion ({platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
@@ -131,7 +174,7 @@ def main() -> None:
             for arch in args.archs.split(","):
                 for setting in args.settings.split(","):
                     r = run_setting(data, arch, setting, args, Path(tmp))
-                    print(f"| {r['dataset']} | {r['arch']} | {r['setting']} | {r['trials']} | {r['original_test_acc']:.1%} "
+                    print(f"| {r['dataset']} | {r['arch']} | {r['setting']} | {r['trials'] - r['skipped']}/{r['trials']} | {r['original_test_acc']:.1%} "
                           f"| {r['top1_share']:.0%} | {r['label_accuracy']:.0%} | {r['median_rank']:.0f} ({r['class_size']:.0f}) "
                           f"| {r['ssim']:.3f} | {r['psnr']:.1f} | {r['recovery_seconds']:.1f} | {r['label_seconds']:.1f} |", flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

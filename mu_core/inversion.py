@@ -25,7 +25,8 @@ Metrics: MSE, PSNR and SSIM (torchmetrics' SSIM, data range 1.0; the window is f
 image: Wang et al.'s 11x11 Gaussian, sigma 1.5, for images at least 22 pixels wide, a 3x3
 uniform window for smaller ones such as 8x8 digits), label-inference accuracy, and the rank of
 the true forgotten sample among all training samples of its class by MSE to the reconstruction
-(rank 1 = the attack singled it out).
+(rank 1 = the attack singled it out). "All training samples" are those of the dataset's whole
+training split, so a model trained (or a base pre-trained) on a subset is held to the same bar.
 
 Deviations from the paper, for a CPU budget: 1,000 steps x 4 restarts by default instead of
 10,000 x 5; 10 probes per class found with at most 40 ZOO steps of 10 random directions each.
@@ -602,7 +603,7 @@ def invert(
     y_train = data.y_train.numpy()
     samples = []
     for i, index in enumerate(forget_idx):
-        same_class = record.train_indices[y_train[record.train_indices] == true_labels[i]]
+        same_class = np.flatnonzero(y_train == true_labels[i])
         samples.append({
             "index": int(index),
             "true_label": true_labels[i],

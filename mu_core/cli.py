@@ -248,7 +248,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
         retain = np.setdiff1d(record.train_indices, request.indices)
         unlearned = apply_defense(unlearned, kind, strength, dataset=data, retain_idx=retain, seed=args.seed)
     given = {"steps": args.steps, "restarts": args.restarts, "tv_weight": args.tv_weight}
-    config = InversionConfig(**{k: v for k, v in given.items() if v is not None}, label="known" if args.known_label else "inferred", seed=args.seed)
+    config = InversionConfig(**{k: v for k, v in given.items() if v is not None}, label="known" if args.known_label else "inferred",
+                             label_method=args.label_method, seed=args.seed)
     result = _with_bar("invert", invert, original, unlearned, request.indices, record=record, unlearned_record=unlearned_record,
                        dataset=data, base=base, setting=args.setting, config=config, device=args.device)
     path = result.write(args.out)
@@ -394,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--restarts", type=int, help="random restarts, the best final loss kept (default 4)")
     p.add_argument("--tv-weight", type=float, help="weight of the total-variation prior (default 0.01)")
     p.add_argument("--known-label", action="store_true", help="assume the attacker knows the forgotten labels (default: inferred black-box)")
+    p.add_argument("--label-method", choices=["probe", "weights"], default="probe",
+                   help="infer labels from black-box probes (default, the paper's) or white-box from the output layer's change (iDLG)")
     p.add_argument("--setting", choices=["auto", "approximate", "exact"], default="auto",
                    help="exact: fine-tuned original and retrained unlearned model from a base (default: auto-detected)")
     p.add_argument("--base", help="base model the original was fine-tuned from (default: the one its recipe records)")

@@ -20,6 +20,13 @@ unlearned model ``theta_u`` learns about the forgotten samples in two ways:
   optimisation (ZOO: finite differences along random directions, signed steps) against the
   original until it is highly confident; both models are queried on them, and the class whose
   probes lost most confidence is the inferred removed label (the top-K for K samples).
+* **Label read (white-box, optional, ``label_method="weights"``).** Not the paper's label attack
+  but the iDLG observation (Zhao, Mopuri, Bilen 2020, "iDLG: Improved Deep Leakage from
+  Gradients"): for one sample's cross-entropy, the output layer's gradient row ``c`` is
+  ``(p_c - y_c) * [h, 1]`` (``h`` >= 0 the ReLU features, 1 for the bias), negative only in the
+  true class. The target direction holds that gradient, so the class whose output row (weights
+  plus bias) moved most negatively in the target is the forgotten label (top-K for K samples).
+  It costs no queries; the black-box probes stay the default, as in the paper.
 
 Metrics: MSE, PSNR and SSIM (torchmetrics' SSIM, data range 1.0; the window is fitted to the
 image: Wang et al.'s 11x11 Gaussian, sigma 1.5, for images at least 22 pixels wide, a 3x3
@@ -54,6 +61,7 @@ from .errors import AuditInputError
 
 __all__ = [
     "DEFENSES",
+    "LABEL_METHODS",
     "SETTINGS",
     "InversionConfig",
     "InversionResult",
@@ -65,6 +73,7 @@ __all__ = [
     "image_metrics",
     "infer_labels",
     "invert",
+    "output_layer_label_scores",
     "rank_in_class",
     "recover_features",
     "ssim_window",
@@ -86,19 +95,28 @@ DEFENSES = {
     "prune": "this share of each unlearned weight tensor's smallest-magnitude entries set to zero",
     "finetune": "this many SGD steps (lr 0.01, batch 64) on the retain set after unlearning",
 }
+#: How forgotten labels can be inferred (``InversionConfig.label_method``).
+LABEL_METHODS = {
+    "probe": "black-box: ZOO-found probes per class, the class whose probes lost most confidence (the paper's)",
+    "weights": "white-box: the class whose output-layer row (weights plus bias) moved most negatively in the target "
+    "direction (iDLG's observation)",
+}
 MAX_SAMPLES = 128
 
 
 @dataclass(frozen=True)
 class InversionConfig:
     """The attack's budget and priors. ``label`` is ``"inferred"`` (black-box, the default) or
-    ``"known"`` (the attacker is assumed to know the forgotten labels)."""
+    ``"known"`` (the attacker is assumed to know the forgotten labels). ``label_method`` says how
+    labels are inferred: ``"probe"`` (black-box ZOO probes, the paper's, the default) or
+    ``"weights"`` (white-box read of the output layer's row in the target direction, iDLG-style)."""
 
     steps: int = 1000
     restarts: int = 4
     lr: float = 0.04
     tv_weight: float = 1e-2
     label: str = "inferred"
+    label_method: str = "probe"
     probes_per_class: int = 10
     zoo_steps: int = 40
     zoo_queries: int = 10
@@ -115,6 +133,8 @@ class InversionConfig:
             raise AuditInputError("The inversion's learning rate must be positive and its TV weight not negative.")
         if self.label not in ("inferred", "known"):
             raise AuditInputError(f"Label mode '{self.label}' is unknown; choose inferred or known.")
+        if self.label_method not in LABEL_METHODS:
+            raise AuditInputError(f"Label method '{self.label_method}' is unknown; choose {' or '.join(LABEL_METHODS)}.")
         if self.probes_per_class < 1 or self.zoo_steps < 0 or self.zoo_queries < 1:
             raise AuditInputError("Label inference needs at least one probe per class and one query direction.")
         return self
@@ -276,6 +296,32 @@ def infer_labels(
     return LabelInference(change.numpy(), ranking, probe_conf.numpy(), queries + 2 * len(x))
 
 
+def output_layer_label_scores(model: nn.Module, target: torch.Tensor, num_classes: int) -> np.ndarray:
+    """White-box label read (iDLG-style): per class, the sum of the output layer's row (weights
+    plus bias) of ``target`` (a flat direction over ``model.parameters()``, e.g. from
+    :func:`target_direction`). For one sample's cross-entropy gradient row ``c`` is
+    ``(p_c - y_c) * [h, 1]`` with ``h >= 0``, so the forgotten class has the most negative score:
+    ``np.argsort(scores)`` ranks the classes, most likely first. The output layer is the last
+    ``nn.Linear`` with ``num_classes`` outputs."""
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == num_classes]
+    if not heads:
+        raise AuditInputError(f"The model has no linear output layer with {num_classes} outputs to read the label from.")
+    head = heads[-1]
+    offsets, start = {}, 0
+    for p in model.parameters():
+        offsets[id(p)] = (start, p.numel())
+        start += p.numel()
+    if target.numel() != start:
+        raise AuditInputError("The parameter difference does not fit the original model.")
+    target = target.detach().float().cpu()
+    begin, size = offsets[id(head.weight)]
+    scores = target[begin : begin + size].reshape(num_classes, -1).sum(1)
+    if head.bias is not None:
+        begin, size = offsets[id(head.bias)]
+        scores = scores + target[begin : begin + size]
+    return scores.numpy().astype(np.float64)
+
+
 # ---------------------------------------------------------------- feature recovery (white-box)
 
 
@@ -431,6 +477,9 @@ class InversionResult:
     setting: str
     samples: list[dict]
     label_accuracy: float
+    label_method: str
+    label_accuracy_by_method: dict
+    weight_label_scores: list[float]
     top1_share: float
     inferred_labels: list[int]
     label_change: list[float]
@@ -450,12 +499,16 @@ class InversionResult:
             "setting_describe": SETTINGS[self.setting],
             "samples": [{k: _finite(v) for k, v in s.items()} for s in self.samples],
             "label_accuracy": self.label_accuracy,
+            "label_method": self.label_method,
+            "label_method_describe": LABEL_METHODS[self.label_method],
+            "label_accuracy_by_method": self.label_accuracy_by_method,
             "top1_share": self.top1_share,
             "mean_mse": _finite(float(np.mean([s["mse"] for s in self.samples]))),
             "mean_psnr": _finite(float(np.mean([s["psnr"] for s in self.samples]))),
             "mean_ssim": _finite(float(np.mean([s["ssim"] for s in self.samples]))),
             "inferred_labels": self.inferred_labels,
             "label_confidence_change": self.label_change,
+            "weight_label_scores": self.weight_label_scores,
             "class_names": list(self.class_names),
             "ssim_window": self.ssim_window,
             "loss_history": self.loss_history,
@@ -564,7 +617,9 @@ def invert(
     ``setting`` is ``auto`` (exact when the unlearned model was retrained, the original records
     a base it was fine-tuned from and ``base`` is given; else approximate), ``approximate`` or
     ``exact``. Each sample's ``inferred_label`` is one of the top-K inferred labels, matched to
-    the true labels as a multiset (for one sample: the top-1).
+    the true labels as a multiset (for one sample: the top-1), by ``config.label_method``; both
+    reads are always made (the white-box one costs no queries) and reported per sample as
+    ``probe_label`` and ``weight_label`` and overall in ``label_accuracy_by_method``.
     """
     from .data import DatasetSpec, load_dataset
     from .device import pick_device
@@ -588,9 +643,15 @@ def invert(
     started = time.perf_counter()
     labels = infer_labels(original, unlearned, in_shape, num_classes, config, probes=probes, progress=sub_progress(progress, 0.0, 0.1))
     label_seconds = time.perf_counter() - started
-    inferred = labels.top(len(forget_idx))
     target = target_direction(original, unlearned, base=base if setting == "exact" else None,
                               n_train=len(record.train_indices), n_forget=len(forget_idx))
+    weight_scores = output_layer_label_scores(original, target, num_classes)
+    weight_ranking = np.argsort(weight_scores, kind="stable")
+    by_method = {
+        "probe": labels.top(len(forget_idx)),
+        "weights": [int(weight_ranking[i % len(weight_ranking)]) for i in range(len(forget_idx))],
+    }
+    inferred = by_method[config.label_method]
     attack_labels = true_labels if config.label == "known" else inferred
     started = time.perf_counter()
     recovery = recover_features(original, target, attack_labels, in_shape, config, progress=sub_progress(progress, 0.1, 1.0), snapshot=snapshot)
@@ -600,6 +661,7 @@ def invert(
     pair = _pairing(recovery.images, truths)
     reconstructions = recovery.images[pair]
     assigned = _assign_labels(true_labels, inferred)
+    assigned_by = {m: _assign_labels(true_labels, labs) for m, labs in by_method.items()}
     y_train = data.y_train.numpy()
     samples = []
     for i, index in enumerate(forget_idx):
@@ -608,6 +670,8 @@ def invert(
             "index": int(index),
             "true_label": true_labels[i],
             "inferred_label": assigned[i],
+            "probe_label": assigned_by["probe"][i],
+            "weight_label": assigned_by["weights"][i],
             **image_metrics(reconstructions[i], truths[i]),
             "rank": rank_in_class(reconstructions[i], int(index), same_class, data.x_train),
             "class_size": len(same_class),
@@ -618,6 +682,9 @@ def invert(
         setting=setting,
         samples=samples,
         label_accuracy=sum(s["inferred_label"] == s["true_label"] for s in samples) / n,
+        label_method=config.label_method,
+        label_accuracy_by_method={m: sum(a[i] == true_labels[i] for i in range(n)) / n for m, a in assigned_by.items()},
+        weight_label_scores=[float(v) for v in weight_scores],
         top1_share=sum(s["rank"] == 1 for s in samples) / n,
         inferred_labels=inferred,
         label_change=[float(v) for v in labels.change],

@@ -11,12 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mu_core.errors import AuditInputError
 from mu_core.inversion import (
     InversionConfig,
     apply_defense,
     image_metrics,
     infer_labels,
     invert,
+    output_layer_label_scores,
     rank_in_class,
     recover_features,
     ssim_window,
@@ -106,6 +108,34 @@ def test_exact_setting_weights_the_two_finetuning_updates(digits, digits_mlp) ->
     target = target_direction(original, unlearned, base=base, n_train=40, n_forget=1)
     grad = _flat_grad(base, digits.x_train[FORGET_INDEX : FORGET_INDEX + 1], digits.y_train[FORGET_INDEX : FORGET_INDEX + 1])
     assert torch.allclose(target, lr * grad, atol=1e-5, rtol=1e-3)
+
+
+def test_output_layer_read_names_the_ascended_label_on_the_digits_cnn(digits, digits_cnn) -> None:
+    """iDLG-style white-box read: after one ascent step on a sample of each class, the output
+    row that moved most negatively in theta_u - theta_o is that sample's class; the wrong sign
+    (theta_o - theta_u) puts that class last."""
+    model, record = copy.deepcopy(digits_cnn[0]).eval(), digits_cnn[1]
+    y_train = digits.y_train.numpy()
+    for label in range(10):
+        index = int(next(i for i in record.train_indices if y_train[i] == label))
+        x, y = digits.x_train[index : index + 1], digits.y_train[index : index + 1]
+        unlearned = _ascent_step(model, x, y, lr=0.01)
+        scores = output_layer_label_scores(model, target_direction(model, unlearned), 10)
+        assert int(np.argmin(scores)) == label and scores[label] < 0
+        assert int(np.argmax(output_layer_label_scores(model, target_direction(unlearned, model), 10))) == label
+
+
+def test_invert_reports_both_label_reads(neggrad_one, digits) -> None:
+    original, record, unlearned, unlearned_record = neggrad_one
+    config = InversionConfig(steps=5, restarts=1, label_method="weights")
+    result = invert(original, unlearned, [FORGET_INDEX], record=record, unlearned_record=unlearned_record, dataset=digits,
+                    config=config, device="cpu")
+    sample, data = result.samples[0], result.to_dict()
+    assert sample["inferred_label"] == sample["weight_label"] == int(digits.y_train[FORGET_INDEX])
+    assert data["label_method"] == "weights" and set(data["label_accuracy_by_method"]) == {"probe", "weights"}
+    assert data["label_accuracy_by_method"]["weights"] == 1.0 and len(data["weight_label_scores"]) == 10
+    with pytest.raises(AuditInputError):
+        InversionConfig(label_method="guess").validate()
 
 
 def test_reconstruction_from_the_right_sign_beats_the_wrong_one(digits, digits_mlp) -> None:
@@ -206,6 +236,7 @@ def test_cli_invert_writes_pngs_and_the_json_contract(neggrad_one, tmp_path: Pat
     assert set(data["samples"][0]) >= {"index", "true_label", "inferred_label", "mse", "psnr", "ssim", "rank"}
     assert data["samples"][0]["index"] == FORGET_INDEX
     assert {"label_accuracy", "top1_share"} <= set(data) and data["setting"] == "approximate"
+    assert data["label_method"] == "probe" and set(data["label_accuracy_by_method"]) == {"probe", "weights"}
     assert (out / f"sample_{FORGET_INDEX}.png").stat().st_size > 100
     assert "rank 1:" in stdout
 
@@ -235,8 +266,6 @@ def test_train_init_records_the_base_and_retrain_starts_from_it(digits, digits_m
     assert not torch.equal(scratch.fc1.weight, retrained.fc1.weight)
 
     base_path.unlink()
-    from mu_core.errors import AuditInputError
-
     with pytest.raises(AuditInputError, match="no longer there"):
         unlearn(model, record, forget, method="retrain", dataset=digits, device="cpu")
 

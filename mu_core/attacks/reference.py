@@ -6,7 +6,7 @@ K reference models trains on a random half, drawn as in LiRA's code: for each sa
 half of the K models get it (so every target has K/2 IN and K/2 OUT models). The recipe is the
 original's (architecture, optimiser, epochs, batch size), with seeds 1000 + k.
 
-**Batched training.** Small models without batch-norm can train as one ensemble with
+**Batched training.** Small models without batch-norm or dropout can train as one ensemble with
 ``torch.func`` (stacked parameters, ``vmap`` over models, one optimiser over the stacked
 tensors: Adam and SGD act element-wise, so this is K independent trainings). Each model walks
 its own shuffled half; halves differ in size by a few samples, so a model's last batch of an
@@ -170,6 +170,21 @@ def _can_batch(arch: str, in_shape, num_classes: int) -> bool:
     return not any(isinstance(m, nn.modules.batchnorm._BatchNorm | nn.Dropout) for m in model.modules())
 
 
+def _use_batched(arch: str, data, device: torch.device, batched: bool | None) -> bool:
+    """Batched when asked and possible; by default (``None``) as measured in ``BENCHMARKS.md``:
+    batched for models without convolutions (the digits mlp: 25 s instead of 317 s for 16), one by
+    one for convolutional models on the CPU (the Fashion-MNIST cnn: 133 s instead of 574 s, since
+    ``vmap`` over convolutions is slow there); batched on a GPU (not measured here)."""
+    from ..models import build_model
+
+    if not _can_batch(arch, data.in_shape, data.num_classes):
+        return False
+    if batched is not None:
+        return bool(batched)
+    has_conv = any(isinstance(m, nn.Conv2d) for m in build_model(arch, data.in_shape, data.num_classes).modules())
+    return not (has_conv and device.type == "cpu")
+
+
 def train_one_by_one(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None) -> list[nn.Module]:
     from ..device import seed_everything
     from ..models import build_model
@@ -252,8 +267,7 @@ def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | 
     a, b = torch.from_numpy(pop_train), torch.from_numpy(pop_test)
     x, y = torch.cat([data.x_train[a], data.x_test[b]]), torch.cat([data.y_train[a], data.y_test[b]])
     keep = keep_mask(k, len(x), REFERENCE_SEED)
-    can_batch = _can_batch(record.arch, data.in_shape, data.num_classes)
-    use_batched = can_batch if batched is None else (batched and can_batch)
+    use_batched = _use_batched(record.arch, data, device, batched)
     started = time.perf_counter()
     trainer = train_batched if use_batched else train_one_by_one
     sub = None if progress is None else (lambda f, m: progress(0.9 * f, m))
@@ -284,8 +298,7 @@ def estimate_reference_seconds(record, data, k: int, *, device: torch.device | N
     x = data.x_train[: keep.shape[1]]
     y = data.y_train[: keep.shape[1]]
     probe_record = record.with_updates(recipe={**record.recipe, "epochs": 1})
-    can_batch = _can_batch(record.arch, data.in_shape, data.num_classes)
-    use_batched = can_batch if batched is None else (batched and can_batch)
+    use_batched = _use_batched(record.arch, data, device, batched)
     started = time.perf_counter()
     if use_batched:
         train_batched(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device)

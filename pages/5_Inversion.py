@@ -122,7 +122,8 @@ captions = []
 for s in result["samples"]:
     psnr = "∞" if s["psnr"] is None else f"{s['psnr']:.1f} dB"
     verdict = ":red[**singled out**]" if s["rank"] == 1 else f"rank {s['rank']} of {s['class_size']}"
-    captions.append(f"**#{s['index']}**: true label **{names[s['true_label']]}**, inferred **{names[s['inferred_label']]}**  \n"
+    white_box = f" (white-box output-layer read: {names[s['weight_label']]})" if s.get("weight_label") is not None else ""
+    captions.append(f"**#{s['index']}**: true label **{names[s['true_label']]}**, inferred **{names[s['inferred_label']]}**{white_box}  \n"
                     f"MSE {s['mse']:.4f} · PSNR {psnr} · SSIM {s['ssim']:.3f} · {verdict}")
 _gallery(arrays["truths"], arrays["reconstructions"], captions)
 

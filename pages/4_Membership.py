@@ -121,7 +121,10 @@ for attack, per_model in roc_attacks.items():
                      "seconds": report["provenance"].get("attack_seconds", {}).get(attack)})
 if rows:
     st.subheader("Attacks at a glance")
-    st.dataframe(pd.DataFrame(rows).style.format(
+    summary = pd.DataFrame(rows)
+    numeric = [c for c in summary.columns if c not in ("attack", "model")]
+    summary[numeric] = summary[numeric].apply(pd.to_numeric, errors="coerce")  # None -> NaN, shown as n/a
+    st.dataframe(summary.style.format(
         {"AUC": "{:.3f}", "AUC 95% low": "{:.3f}", "AUC 95% high": "{:.3f}", "TPR @ 1% FPR": "{:.1%}", "TPR @ 0.1% FPR": "{:.1%}",
          "seconds": "{:.1f}"}, na_rep="n/a"), key="attack_summary", hide_index=True)
     st.caption("TPR at a low FPR needs at least 1/FPR non-members to mean anything; it shows n/a when there are fewer.")

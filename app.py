@@ -53,7 +53,8 @@ else:
             elif key == "forget" and entry:
                 st.caption(entry.get("describe", f"{entry.get('count')} samples"))
             elif key == "audit" and entry:
-                st.caption("attacks: " + ", ".join(entry.get("attacks", [])))
+                verdict = entry.get("verdict")
+                st.caption((f"verdict: **{verdict.replace('_', ' ')}** · " if verdict else "") + "attacks: " + ", ".join(entry.get("attacks", [])))
     next_step = next(((label, page) for key, label, page in steps if not manifest.get(key)), None)
     if next_step:
         ui.link(next_step[1], f"Next: {next_step[0]}", ":material/arrow_forward:")

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from .._types import Progress, report
-from ..errors import AuditInputError, RunCancelled
+from ..errors import AuditInputError
 from .features import augmentations, logits_under
 
 __all__ = ["ReferenceSet", "estimate_reference_seconds", "get_references", "heldout_pool", "train_references"]
@@ -321,10 +321,7 @@ def get_references(ctx) -> ReferenceSet:
                 return refs
         except (OSError, ValueError, KeyError, RuntimeError):
             pass  # a stale or damaged file is replaced below
-    try:
-        refs = train_references(record, ctx.data, ctx.pool_idx, ctx.reference_count, batched=ctx.batched, device=ctx.device, progress=ctx.progress)
-    except RunCancelled:
-        raise
+    refs = train_references(record, ctx.data, ctx.pool_idx, ctx.reference_count, batched=ctx.batched, device=ctx.device, progress=ctx.progress)
     if path is not None:
         refs.save(path)
     return refs

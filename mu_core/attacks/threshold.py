@@ -35,6 +35,19 @@ def calibration_data(ctx: AttackContext) -> tuple[tuple[torch.Tensor, torch.Tens
     return ctx.cache["calibration"]
 
 
+def calibration_logits(ctx: AttackContext, role: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's logits on the calibration members and non-members (computed once per role)."""
+    key = ("calibration_logits", role)
+    if key not in ctx.cache:
+        from .features import logits_under
+
+        (cx, _), (hx, _) = calibration_data(ctx)
+        identity = [lambda x: x]
+        model = ctx.models[role]
+        ctx.cache[key] = (logits_under(model, cx, identity, device=ctx.device)[0], logits_under(model, hx, identity, device=ctx.device)[0])
+    return ctx.cache[key]
+
+
 def _per_sample(ctx: AttackContext, role: str, fn) -> tuple[np.ndarray, np.ndarray]:
     out = []
     for which in ("members", "nonmembers"):
@@ -102,12 +115,9 @@ def modified_entropy_attack(ctx: AttackContext, role: str):
     """Song & Mittal use shadow models to set the per-class thresholds; here they are fitted on
     the audited model itself with calibration data of known status (no shadow training), which
     is the stronger, auditor-side variant. Classes short of calibration samples use the global one."""
-    (cx, cy), (hx, hy) = calibration_data(ctx)
-    from .features import logits_under
-
-    model = ctx.models[role]
-    cal_in = mentr_scores(logits_under(model, cx, [lambda x: x], device=ctx.device)[0], cy)
-    cal_out = mentr_scores(logits_under(model, hx, [lambda x: x], device=ctx.device)[0], hy)
+    (_, cy), (_, hy) = calibration_data(ctx)
+    logits_in, logits_out = calibration_logits(ctx, role)
+    cal_in, cal_out = mentr_scores(logits_in, cy), mentr_scores(logits_out, hy)
     global_t = best_threshold(cal_in, cal_out) if cal_out.size else 0.0
     thresholds = np.full(ctx.data.num_classes, global_t)
     for c in range(ctx.data.num_classes):
@@ -134,20 +144,18 @@ def correctness_attack(ctx: AttackContext, role: str):
     knowledge="black-box: probabilities and the true label; samples of known status to train the SVC",
 )
 def svc_attack(ctx: AttackContext, role: str):
-    from sklearn.svm import SVC
+    from ..audit.efficacy import confidence_svc
 
-    (cx, cy), (hx, hy) = calibration_data(ctx)
-    from .features import logits_under
-
-    model = ctx.models[role]
-    conf = lambda x, y: np.exp(true_log_prob(logits_under(model, x, [lambda v: v], device=ctx.device)[0], y))[:, None]  # noqa: E731
+    (_, cy), (_, hy) = calibration_data(ctx)
+    logits_in, logits_out = calibration_logits(ctx, role)
     n = min(len(cy), len(hy))
     if n < MIN_SVC:
         raise AttackNotApplicable(f"only {n} held-out samples are left besides the audit's non-members; the SVC needs {MIN_SVC}")
     rng = np.random.default_rng(ctx.seed)
     a, b = rng.choice(len(cy), n, replace=False), rng.choice(len(hy), n, replace=False)
-    features_in, features_out = conf(cx, cy)[a], conf(hx, hy)[b]
-    svc = SVC(C=3, gamma="auto", kernel="rbf").fit(np.r_[features_in, features_out], np.r_[np.ones(n), np.zeros(n)])
+    features_in = np.exp(true_log_prob(logits_in, cy))[a, None]
+    features_out = np.exp(true_log_prob(logits_out, hy))[b, None]
+    svc = confidence_svc().fit(np.r_[features_in, features_out], np.r_[np.ones(n), np.zeros(n)])
     members, nonmembers = _per_sample(ctx, role, lambda logits, y: svc.decision_function(np.exp(true_log_prob(logits, y))[:, None]))
     return members, nonmembers, {"efficacy": float(np.mean(members < 0)), "svc_samples_per_side": int(n)}
 

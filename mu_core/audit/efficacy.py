@@ -12,7 +12,7 @@ from torch import nn
 from ..data import Dataset
 from ..train import accuracy, predict_logits
 
-__all__ = ["METRIC_KEYS", "avg_gap", "efficacy_metrics", "mia_efficacy", "modified_entropy"]
+__all__ = ["METRIC_KEYS", "avg_gap", "confidence_svc", "efficacy_metrics", "mia_efficacy", "modified_entropy"]
 
 #: The metrics Avg. Gap averages over.
 METRIC_KEYS = ("ua", "ra", "ta", "mia_efficacy")
@@ -38,6 +38,13 @@ def modified_entropy(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-30) 
     term_y = -(1.0 - p_y) * np.log(np.maximum(p_y, eps))
     term_other = -np.sum(other * np.log(np.maximum(1.0 - other, eps)), axis=1)
     return term_y + term_other
+
+
+def confidence_svc():
+    """SalUn's MIA-efficacy classifier: an RBF SVC (C = 3, gamma "auto") on one confidence feature."""
+    from sklearn.svm import SVC
+
+    return SVC(C=3, gamma="auto", kernel="rbf")
 
 
 def _features(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str, device: torch.device) -> np.ndarray:
@@ -67,8 +74,6 @@ def mia_efficacy(
     equally many of each (at most :data:`SVC_MAX_PER_SIDE`, seeded). Its ideal is the retrained
     model's value, not 1.
     """
-    from sklearn.svm import SVC
-
     device = device or torch.device("cpu")
     rng = np.random.default_rng(seed)
     n = min(len(retain_idx), data.n_test, SVC_MAX_PER_SIDE)
@@ -76,7 +81,7 @@ def mia_efficacy(
     shadow_out = np.sort(rng.choice(data.n_test, size=n, replace=False))
     x_in = _features(model, data.x_train[torch.from_numpy(shadow_in)], data.y_train[torch.from_numpy(shadow_in)], feature, device)
     x_out = _features(model, data.x_test[torch.from_numpy(shadow_out)], data.y_test[torch.from_numpy(shadow_out)], feature, device)
-    svc = SVC(C=3, gamma="auto", kernel="rbf")
+    svc = confidence_svc()
     svc.fit(np.r_[x_in, x_out], np.r_[np.ones(n), np.zeros(n)])
     fidx = torch.from_numpy(np.asarray(forget_idx))
     predicted = svc.predict(_features(model, data.x_train[fidx], data.y_train[fidx], feature, device))

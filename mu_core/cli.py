@@ -216,6 +216,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name, row in result.rows.items():
         print(f"{name:<16}{row['ua']:>8.2%}{row['ra']:>8.2%}{row['ta']:>8.2%}{row['mia_efficacy']:>8.2%}{row['avg_gap']:>8.2%}"
               f"{row['seconds']:>10.1f}{row['speedup']:>9.1f}x")
+    if result.original is not None:
+        row = result.original
+        print(f"{'(original)':<16}{row['ua']:>8.2%}{row['ra']:>8.2%}{row['ta']:>8.2%}{row['mia_efficacy']:>8.2%}{row['avg_gap']:>8.2%}"
+              "   no unlearning, for scale")
     for name, reason in result.skipped.items():
         print(f"{name:<16}skipped: {reason}")
     return 0

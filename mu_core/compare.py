@@ -61,8 +61,10 @@ def param_grid(method: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True, eq=False)
 class CompareResult:
-    """Per-method rows (``rows[name]``: ua, ra, ta, mia_efficacy, avg_gap, seconds, speedup,
-    params, notes) and the unlearned models, keyed by method."""
+    """Per-method rows (``rows[name]``: ua, ra, ta, mia_efficacy, mia_efficacy_se, avg_gap,
+    seconds, speedup, params, notes) and the unlearned models, keyed by method. ``original``
+    scores the original model itself (no unlearning) the same way: a method whose Avg. Gap is
+    not below the original's has not moved the model closer to retraining."""
 
     rows: dict[str, dict[str, Any]]
     models: dict[str, UnlearnResult] = field(repr=False)
@@ -70,6 +72,8 @@ class CompareResult:
     forgotten_class: int | None = None
     #: Methods that refused this request (e.g. ``unsir`` on a random one), with their sentence.
     skipped: dict[str, str] = field(default_factory=dict)
+    #: The original model scored like a method (Avg. Gap of doing nothing); ``None`` if not run.
+    original: dict[str, float] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -78,6 +82,7 @@ class CompareResult:
             "forgotten_class": self.forgotten_class,
             "metrics": "fractions in [0, 1]; avg_gap = mean |metric - retrain's| over ua, ra, ta, mia_efficacy",
             "methods": self.rows,
+            "original": self.original,
             "skipped": self.skipped,
         }
 
@@ -133,13 +138,14 @@ def compare_methods(
     total = sum(len(r) for r in runs.values())
     done = 0
 
-    def score(result: UnlearnResult) -> dict[str, float]:
-        return efficacy_metrics(result.model, data, retain_idx, forget_idx, forgotten_class=cls, seed=seed, device=device)
+    def score_model(scored: nn.Module) -> dict[str, float]:
+        return efficacy_metrics(scored, data, retain_idx, forget_idx, forgotten_class=cls, seed=seed, device=device)
 
     rows: dict[str, dict[str, Any]] = {}
     models: dict[str, UnlearnResult] = {}
     skipped: dict[str, str] = {}
     reference: dict[str, float] = {}
+    original: dict[str, float] | None = None
     retrain_seconds = 1.0
     for method in ordered:
         best: tuple[float, UnlearnResult, dict] | None = None
@@ -155,7 +161,7 @@ def compare_methods(
                 skipped[method] = str(exc)
                 done += len(runs[method]) - runs[method].index(setting)
                 break
-            metrics = score(result)
+            metrics = score_model(result.model)
             gap = 0.0 if method == "retrain" else avg_gap(metrics, reference)
             if best is None or gap < best[0]:
                 best = (gap, result, metrics)
@@ -165,8 +171,10 @@ def compare_methods(
         gap, result, metrics = best
         if method == "retrain":
             reference, retrain_seconds = metrics, max(result.seconds, 1e-9)
+            untouched = score_model(model)
+            original = {**{k: float(v) for k, v in untouched.items()}, "avg_gap": float(avg_gap(untouched, reference))}
         rows[method] = {
-            **{k: float(metrics[k]) for k in METRIC_KEYS},
+            **{k: float(metrics[k]) for k in (*METRIC_KEYS, "mia_efficacy_se")},
             "avg_gap": float(gap),
             "seconds": round(float(result.seconds), 3),
             "speedup": round(retrain_seconds / max(result.seconds, 1e-9), 2),
@@ -175,4 +183,4 @@ def compare_methods(
         }
         models[method] = result
     report(progress, 1.0, "Comparison done")
-    return CompareResult(rows, models, int(forget_idx.size), cls, skipped)
+    return CompareResult(rows, models, int(forget_idx.size), cls, skipped, original)

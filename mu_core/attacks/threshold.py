@@ -144,7 +144,7 @@ def correctness_attack(ctx: AttackContext, role: str):
     knowledge="black-box: probabilities and the true label; samples of known status to train the SVC",
 )
 def svc_attack(ctx: AttackContext, role: str):
-    from ..audit.efficacy import confidence_svc
+    from ..audit.efficacy import fit_confidence_svc
 
     (_, cy), (_, hy) = calibration_data(ctx)
     logits_in, logits_out = calibration_logits(ctx, role)
@@ -153,9 +153,9 @@ def svc_attack(ctx: AttackContext, role: str):
         raise AttackNotApplicable(f"only {n} held-out samples are left besides the audit's non-members; the SVC needs {MIN_SVC}")
     rng = np.random.default_rng(ctx.seed)
     a, b = rng.choice(len(cy), n, replace=False), rng.choice(len(hy), n, replace=False)
-    features_in = np.exp(true_log_prob(logits_in, cy))[a, None]
-    features_out = np.exp(true_log_prob(logits_out, hy))[b, None]
-    svc = confidence_svc().fit(np.r_[features_in, features_out], np.r_[np.ones(n), np.zeros(n)])
+    features_in = np.exp(true_log_prob(logits_in, cy))[a]
+    features_out = np.exp(true_log_prob(logits_out, hy))[b]
+    svc = fit_confidence_svc(features_in, features_out)
     members, nonmembers = _per_sample(ctx, role, lambda logits, y: svc.decision_function(np.exp(true_log_prob(logits, y))[:, None]))
     return members, nonmembers, {"efficacy": float(np.mean(members < 0)), "svc_samples_per_side": int(n)}
 

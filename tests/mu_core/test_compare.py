@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mu_core.audit.efficacy import avg_gap, efficacy_metrics, mia_efficacy, modified_entropy
+from mu_core.audit.efficacy import avg_gap, confidence_svc, efficacy_metrics, fit_confidence_svc, mia_efficacy, modified_entropy
 from mu_core.cli import main
 from mu_core.compare import compare_methods, param_grid
 from mu_core.errors import AuditInputError
@@ -31,6 +31,30 @@ def test_avg_gap_is_the_mean_absolute_difference_over_the_four_metrics():
     ref = {"ua": 0.1, "ra": 1.0, "ta": 0.9, "mia_efficacy": 0.2}
     other = {"ua": 0.0, "ra": 0.98, "ta": 0.95, "mia_efficacy": 0.2}
     assert avg_gap(other, ref) == pytest.approx((0.1 + 0.02 + 0.05 + 0.0) / 4)
+
+
+def test_the_fast_svc_predicts_what_the_plain_svc_predicts_on_the_rounded_data():
+    rng = np.random.default_rng(0)
+    members = np.round(rng.beta(8, 1, 1500), 3)  # overlapping confidences, as in a model that barely overfits
+    nonmembers = np.round(rng.beta(6, 1, 1500), 3)
+    plain = confidence_svc().fit(np.r_[members, nonmembers][:, None], np.r_[np.ones(1500), np.zeros(1500)])
+    fast = fit_confidence_svc(members, nonmembers)
+    queries = np.linspace(0, 1, 2001)[:, None]
+    agree = np.mean(plain.predict(queries) == fast.predict(queries))
+    assert agree > 0.995
+    assert 0.05 < fast.predict(queries).mean() < 0.95  # a real boundary, not one class everywhere
+
+
+def test_mia_efficacy_is_averaged_over_seeded_draws(digits, digits_mlp):
+    model, record = digits_mlp
+    forget = random_request(record.train_indices, 60, seed=3).indices
+    retain = np.setdiff1d(record.train_indices, forget)
+    one = efficacy_metrics(model, digits, retain, forget, draws=1)
+    many = efficacy_metrics(model, digits, retain, forget, draws=8)
+    assert one["mia_efficacy_se"] == 0.0 and many["mia_efficacy_se"] > 0.0
+    assert many == efficacy_metrics(model, digits, retain, forget, draws=8)  # seeded: the same every time
+    assert many["mia_efficacy"] == pytest.approx(mia_efficacy(model, digits, retain, forget, draws=8))
+    assert {k: one[k] for k in ("ua", "ra", "ta")} == {k: many[k] for k in ("ua", "ra", "ta")}
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +82,8 @@ def test_compare_runs_retrain_first_and_scores_each_method_against_it(digits, di
     result = compare_methods(model, record, forget, ["finetune", "neggrad"], dataset=digits, device="cpu")
     assert list(result.rows) == ["retrain", "finetune", "neggrad"]
     retrain = result.rows["retrain"]
+    untouched = efficacy_metrics(model, digits, np.setdiff1d(record.train_indices, forget), forget)
+    assert result.original["ua"] == pytest.approx(untouched["ua"]) and result.original["avg_gap"] == pytest.approx(avg_gap(untouched, retrain))
     assert retrain["avg_gap"] == 0.0 and retrain["speedup"] == 1.0
     for name in ("finetune", "neggrad"):
         row = result.rows[name]
@@ -66,7 +92,8 @@ def test_compare_runs_retrain_first_and_scores_each_method_against_it(digits, di
         assert row["avg_gap"] == pytest.approx(avg_gap(row, retrain))
     path = result.write(tmp_path)
     data = json.loads(path.read_text())
-    assert set(data["methods"]["neggrad"]) >= {"ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds", "speedup"}
+    assert set(data["methods"]["neggrad"]) >= {"ua", "ra", "ta", "mia_efficacy", "mia_efficacy_se", "avg_gap", "seconds", "speedup"}
+    assert data["original"]["avg_gap"] == pytest.approx(result.original["avg_gap"])
     assert (tmp_path / "compare.csv").read_text().splitlines()[0].startswith("method,ua,ra,ta,mia_efficacy,avg_gap,seconds,speedup")
 
 

@@ -30,7 +30,7 @@ from .device import pick_device
 from .errors import AuditInputError
 from .forget import validate_indices
 from .models import ModelRecord
-from .unlearn import UnlearnResult, get_method, list_methods, unlearn
+from .unlearn import UnlearnResult, get_method, list_methods, preset, unlearn
 from .unlearn._common import whole_class
 
 __all__ = ["CSV_COLUMNS", "CompareResult", "compare_methods", "param_grid"]
@@ -38,20 +38,22 @@ __all__ = ["CSV_COLUMNS", "CompareResult", "compare_methods", "param_grid"]
 CSV_COLUMNS = ("method", "ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds", "speedup", "params", "notes")
 
 
-def param_grid(method: str) -> list[dict[str, Any]]:
-    """A small grid around a method's defaults: learning rate x{1/3, 1, 3} and epochs x{1/2, 1}
-    (whichever the method has); the method's own ``grid`` class attribute takes precedence."""
+def param_grid(method: str, n_train: int | None = None) -> list[dict[str, Any]]:
+    """A small grid around a method's :func:`~mu_core.unlearn.preset` for ``n_train`` training
+    samples: learning rate x{1/3, 1, 3} and epochs x{1/2, 1} (whichever the method has); the
+    method's own ``grid`` class attribute takes precedence."""
     impl = get_method(method)
     custom = getattr(impl, "grid", None)
     if custom:
         keys = list(custom)
         return [dict(zip(keys, values, strict=True)) for values in itertools.product(*(custom[k] for k in keys))]
+    defaults = preset(method, n_train)
     axes: dict[str, list] = {}
-    if "lr" in impl.defaults:
-        lr = float(impl.defaults["lr"])
+    if "lr" in defaults:
+        lr = float(defaults["lr"])
         axes["lr"] = [lr / 3, lr, lr * 3]
-    if "epochs" in impl.defaults:
-        epochs = int(impl.defaults["epochs"])
+    if "epochs" in defaults:
+        epochs = int(defaults["epochs"])
         axes["epochs"] = sorted({max(1, epochs // 2), epochs})
     if not axes:
         return [{}]
@@ -134,7 +136,7 @@ def compare_methods(
     device = device if isinstance(device, torch.device) else pick_device(device)
     cls = whole_class(data.y_train.numpy(), forget_idx, retain_idx)
     ordered = ["retrain", *[m for m in dict.fromkeys(methods) if m != "retrain"]]
-    runs = {m: (param_grid(m) if grid and m != "retrain" else [dict((params or {}).get(m, {}))]) for m in ordered}
+    runs = {m: (param_grid(m, len(record.train_indices)) if grid and m != "retrain" else [dict((params or {}).get(m, {}))]) for m in ordered}
     total = sum(len(r) for r in runs.values())
     done = 0
 

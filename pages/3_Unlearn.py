@@ -22,7 +22,8 @@ if not ui.need(case, "original", "forget"):
 import pandas as pd  # noqa: E402
 
 from mu_core.errors import AuditInputError  # noqa: E402
-from mu_core.unlearn import get_method, list_methods  # noqa: E402
+from mu_core.models.io import read_record  # noqa: E402
+from mu_core.unlearn import LARGE_TRAINING_SET, get_method, list_methods, preset  # noqa: E402
 from mu_core.workflow import (  # noqa: E402
     case_compare,
     case_forget_request,
@@ -33,6 +34,8 @@ from mu_core.workflow import (  # noqa: E402
 )
 
 request = case_forget_request(case)
+original_record = read_record(case.file("original"))
+n_train = len(original_record.train_indices) if original_record is not None else None
 st.markdown(f"Forget request: **{request.describe()}**.")
 
 # --- Method -------------------------------------------------------------------------------------
@@ -43,7 +46,10 @@ with left:
     method = st.selectbox("Method", methods, key="unlearn_method", format_func=lambda m: f"{m} – {get_method(m).summary}")
     impl = get_method(method)
     params = {}
-    for name, default in impl.defaults.items():
+    if n_train is not None and n_train >= LARGE_TRAINING_SET and impl.large:
+        st.caption(f"The original trained on {n_train:,} samples, so this method starts from its large-data preset "
+                   f"({', '.join(f'{k} {v}' for k, v in impl.large.items())}).")
+    for name, default in preset(method, n_train).items():
         key = f"param_{method}_{name}"
         help_text = impl.help.get(name)
         if isinstance(default, bool):

@@ -29,12 +29,14 @@ from ..models import ModelRecord
 from ..train import accuracy
 
 __all__ = [
+    "LARGE_TRAINING_SET",
     "UnlearnContext",
     "UnlearnMethod",
     "UnlearnResult",
     "get_method",
     "list_methods",
     "parse_params",
+    "preset",
     "register_method",
     "unlearn",
 ]
@@ -64,13 +66,20 @@ class UnlearnContext:
         return self.dataset.x_train[idx], self.dataset.y_train[idx]
 
 
+#: From this many training samples on, a method's ``large`` preset replaces some defaults.
+LARGE_TRAINING_SET = 20_000
+
+
 class UnlearnMethod(ABC):
-    """One unlearning algorithm. ``defaults`` documents and types its hyper-parameters."""
+    """One unlearning algorithm. ``defaults`` documents and types its hyper-parameters;
+    ``large`` overrides some of them for training sets of :data:`LARGE_TRAINING_SET` samples or
+    more, where a pass over the forget or retain set costs a real share of retraining."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
     exact: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
+    large: ClassVar[dict[str, Any]] = {}
     help: ClassVar[dict[str, str]] = {}
 
     @abstractmethod
@@ -97,9 +106,22 @@ def get_method(name: str) -> UnlearnMethod:
     return _REGISTRY[name]()
 
 
-def parse_params(method: str, given: dict[str, Any] | list[str] | None) -> dict[str, Any]:
-    """The method's defaults updated by ``given`` (a dict, or ``KEY=VALUE`` strings), typed like the defaults."""
-    defaults = dict(_REGISTRY[method].defaults) if method in _REGISTRY else {}
+def preset(method: str, n_train: int | None = None) -> dict[str, Any]:
+    """The method's default parameters for a training set of ``n_train`` samples: ``defaults``,
+    with the ``large`` preset on top from :data:`LARGE_TRAINING_SET` samples on.
+
+    >>> preset("neggrad_plus")["epochs"], preset("neggrad_plus", 60_000)["epochs"]
+    (15, 1)
+    """
+    impl = _REGISTRY[method]
+    large = n_train is not None and n_train >= LARGE_TRAINING_SET
+    return {**impl.defaults, **(impl.large if large else {})}
+
+
+def parse_params(method: str, given: dict[str, Any] | list[str] | None, *, n_train: int | None = None) -> dict[str, Any]:
+    """The method's :func:`preset` for ``n_train`` training samples updated by ``given`` (a dict,
+    or ``KEY=VALUE`` strings), typed like the defaults."""
+    defaults = preset(method, n_train) if method in _REGISTRY else {}
     if isinstance(given, list):
         pairs = {}
         for item in given:
@@ -149,7 +171,7 @@ def unlearn(
 ) -> UnlearnResult:
     """Unlearn ``forget_indices`` from ``model`` (left untouched) with ``method``."""
     impl = get_method(method)
-    params = parse_params(method, params)
+    params = parse_params(method, params, n_train=len(record.train_indices))
     data = dataset or load_dataset(DatasetSpec.from_dict(record.dataset))
     forget_idx = validate_indices(forget_indices, record.train_indices, record.n_train_split)
     retain_idx = np.setdiff1d(record.train_indices, forget_idx)

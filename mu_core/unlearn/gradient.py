@@ -158,6 +158,9 @@ class NegGradPlus(UnlearnMethod):
     name = "neggrad_plus"
     summary = "descent on the retain set, weighted ascent on the forget set (paired batches)"
     defaults = {"epochs": 15, "lr": 0.01, "batch_size": 32, "alpha": 0.99, "max_retain_drop": 0.1, "seed": 0}
+    #: Full-size Fashion-MNIST, random 10%: Avg. Gap 0.16 points at 7% of retraining's time
+    #: (15 epochs at lr 0.01 over-fit the retain set: 4.2 points at 94% of the time).
+    large = {"epochs": 1, "lr": 0.003}
     help = {
         "epochs": "passes over the forget set (each forget batch paired with a retain batch)",
         "lr": "SGD learning rate (momentum 0.9)",
@@ -231,6 +234,9 @@ class RandomLabel(UnlearnMethod):
     name = "random_label"
     summary = "train the forget set on random wrong labels alongside the retain set"
     defaults = {"epochs": 10, "lr": 0.01, "batch_size": 32, "weight_decay": 5e-4, "forget_weight": 0.1, "max_retain_drop": 0.1, "seed": 0}
+    #: Full-size Fashion-MNIST: Avg. Gap 0.91 points (random 10%) and 0.67 (a whole class) at 7-9%
+    #: of retraining's time; at lr 0.01 the guard stops a random request within 10 steps.
+    large = {"epochs": 1, "lr": 0.003}
     help = _RL_HELP
 
     def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
@@ -263,6 +269,7 @@ class SalUn(UnlearnMethod):
         "max_retain_drop": 0.1,
         "seed": 0,
     }
+    large = {"epochs": 1, "lr": 0.003}
     help = {**_RL_HELP, "mask_ratio": "share of all weights (most salient first) that may change"}
 
     def run(self, model: nn.Module, ctx: UnlearnContext, **params) -> nn.Module:
@@ -298,6 +305,7 @@ class L1Sparse(UnlearnMethod):
     name = "l1_sparse"
     summary = "fine-tune on the retain set with a decaying l1 penalty on the weights"
     defaults = {"epochs": 5, "lr": 0.01, "batch_size": 64, "gamma": 0.3, "max_retain_drop": 0.1, "seed": 0}
+    large = {"epochs": 1}
     help = {
         "epochs": "passes over the retain set",
         "lr": "SGD learning rate (momentum 0.9)",
@@ -349,6 +357,7 @@ class BoundaryShrink(UnlearnMethod):
     name = "boundary_shrink"
     summary = "fine-tune the forget set toward its nearest adversarial (FGSM) labels"
     defaults = {"epochs": 10, "lr": 3e-5, "batch_size": 32, "epsilon": 0.1, "max_retain_drop": 0.1, "seed": 0}
+    large = {"epochs": 2}
     help = {
         "epochs": "passes over the forget set",
         "lr": "SGD learning rate (momentum 0.9)",
@@ -395,6 +404,7 @@ class BoundaryExpand(UnlearnMethod):
     name = "boundary_expand"
     summary = "train the forget set into an extra shadow class, then drop it"
     defaults = {"epochs": 10, "lr": 3e-4, "batch_size": 32, "max_retain_drop": 0.1, "seed": 0}
+    large = {"epochs": 2}
     help = {
         "epochs": "passes over the forget set",
         "lr": "SGD learning rate (momentum 0.9)",

@@ -199,6 +199,7 @@ class Scrub(UnlearnMethod):
         "max_retain_drop": 0.15,
         "seed": 0,
     }
+    large = {"epochs": 1, "max_epochs": 1}
     help = {
         "epochs": "epochs in all; each has a min pass over the retain set",
         "max_epochs": "the first this many epochs also start with a max pass over the forget set",

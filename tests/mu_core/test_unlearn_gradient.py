@@ -14,7 +14,7 @@ import torch
 from mu_core.forget import class_request, random_request
 from mu_core.models import build_model
 from mu_core.train import accuracy
-from mu_core.unlearn import UnlearnResult, get_method, list_methods, parse_params, unlearn
+from mu_core.unlearn import LARGE_TRAINING_SET, UnlearnResult, get_method, list_methods, parse_params, unlearn
 from mu_core.unlearn.gradient import last_linear, random_wrong_labels, saliency_mask
 
 METHODS = ["neggrad_plus", "random_label", "salun", "l1_sparse", "boundary_shrink", "boundary_expand"]
@@ -66,6 +66,16 @@ def test_each_method_is_registered_with_typed_documented_defaults():
         assert parse_params(name, ["seed=3", "lr=0.5"]) == {**method.defaults, "seed": 3, "lr": 0.5}
     assert get_method("neggrad_plus").defaults["alpha"] == 0.99
     assert get_method("salun").defaults["mask_ratio"] == 0.5
+
+
+def test_large_training_sets_start_from_the_large_preset_and_given_values_still_win():
+    for name in list_methods():
+        method = get_method(name)
+        assert set(method.large) <= set(method.defaults), name  # a preset only overrides documented parameters
+        assert parse_params(name, None, n_train=LARGE_TRAINING_SET - 1) == method.defaults
+        assert parse_params(name, None, n_train=LARGE_TRAINING_SET) == {**method.defaults, **method.large}
+    assert parse_params("neggrad_plus", ["epochs=3"], n_train=60_000)["epochs"] == 3
+    assert parse_params("neggrad_plus", ["epochs=3"], n_train=60_000)["lr"] == 0.003
 
 
 @pytest.mark.parametrize("method", CLASS_FORGETTERS)

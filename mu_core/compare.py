@@ -35,7 +35,7 @@ from .unlearn._common import whole_class
 
 __all__ = ["CSV_COLUMNS", "CompareResult", "compare_methods", "param_grid"]
 
-CSV_COLUMNS = ("method", "ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds", "speedup", "params", "notes")
+CSV_COLUMNS = ("method", "ua", "ra", "ta", "mia_efficacy", "avg_gap", "seconds", "speedup", "params", "notes", "mia_efficacy_se")
 
 
 def param_grid(method: str, n_train: int | None = None) -> list[dict[str, Any]]:

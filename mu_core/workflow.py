@@ -213,7 +213,7 @@ def case_audit(
     return result.data
 
 
-def case_compare(case: Case, methods: list[str], *, grid: bool = False, progress: Progress | None = None) -> dict:
+def case_compare(case: Case, methods: list[str], *, grid: bool = False, floor: bool = False, progress: Progress | None = None) -> dict:
     """Run several methods (and ``retrain``) on the case's request; keep every model and the table.
 
     Models go to ``compare/models/<name>.safetensors``, the table to ``compare/compare.json`` (and CSV);
@@ -225,14 +225,14 @@ def case_compare(case: Case, methods: list[str], *, grid: bool = False, progress
     model, record = load_case_model(case, "original")
     request = case_forget_request(case)
     source = sha256_file(case.file("original"))
-    result = compare_methods(model, record, request.indices, methods, grid=grid, progress=progress)
+    result = compare_methods(model, record, request.indices, methods, grid=grid, floor=floor, progress=progress)
     case.set_entry("compare", {"file": "compare"})
     result.write(case.path("compare"))
     for name, res in result.models.items():
         unlearning = dict(res.record.unlearning or {}, source_sha256=source)
         save_model(res.model, res.record.with_updates(unlearning=unlearning), case.path("compare", "models", f"{name}.safetensors"))
     _save_role(case, "retrained", result.models["retrain"].model, result.models["retrain"].record)
-    case.update(compare={"file": "compare", "methods": list(result.rows), "grid": grid})
+    case.update(compare={"file": "compare", "methods": list(result.rows), "grid": grid, "floor": floor})
     return result.to_dict()
 
 

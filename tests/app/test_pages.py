@@ -161,9 +161,12 @@ def test_unlearn_page_compares_methods_and_uses_one_for_the_audit(install_case, 
     case_id = install_case("demo")
     at = app("3_Unlearn").run()
     at.multiselect(key="compare_methods").set_value(["finetune", "neggrad"])
+    at.checkbox(key="compare_floor").check()
     at.button(key="compare_button").click()
     run_until(at, lambda a: any("Comparing 2 method(s): done" in t for t in texts(a.success)), timeout=180)
     at.run()
+    assert any("Noise floor: retraining once more with seed 1" in t for t in texts(at.info))
+    assert any("Doing nothing (the original model" in t for t in texts(at.caption))
     table = at.dataframe(key="compare_table").value if "compare_table" in [d.key for d in at.dataframe] else at.dataframe[-1].value
     assert list(table.index) == ["retrain", "finetune", "neggrad"]
     assert table.loc["retrain", "Avg. Gap"] == 0.0

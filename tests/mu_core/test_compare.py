@@ -117,10 +117,15 @@ def test_cli_compare_writes_compare_json(tmp_path, capsys):
     model_path, forget_path, out = tmp_path / "m.safetensors", tmp_path / "f.txt", tmp_path / "cmp"
     assert main(["train", "--dataset", "digits", "--arch", "mlp", "--epochs", "3", "--out", str(model_path)]) == 0
     assert main(["forget", "--random", "20", "--model", str(model_path), "--out", str(forget_path)]) == 0
-    assert main(["compare", "--model", str(model_path), "--forget", str(forget_path), "--methods", "finetune", "--out", str(out)]) == 0
+    assert main(["compare", "--model", str(model_path), "--forget", str(forget_path), "--methods", "finetune", "--floor", "--out", str(out)]) == 0
     data = json.loads((out / "compare.json").read_text())
     assert set(data["methods"]) == {"retrain", "finetune"}
-    assert "finetune" in capsys.readouterr().out
+    floor = data["noise_floor"]
+    assert floor["seed"] == 1 and floor["avg_gap"] == pytest.approx(avg_gap(floor, data["methods"]["retrain"]))
+    # another seed is another model: exact unlearning itself does not land on the first retrain
+    assert any(floor[k] != data["methods"]["retrain"][k] for k in ("ua", "ra", "ta", "mia_efficacy"))
+    printed = capsys.readouterr().out
+    assert "finetune" in printed and "the noise floor" in printed
 
 
 @pytest.fixture(scope="module")

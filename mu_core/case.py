@@ -33,9 +33,9 @@ _LOCK = threading.RLock()
 
 #: What depends on what: replacing a key invalidates the keys listed for it.
 _DOWNSTREAM = {
-    "original": ("forget", "unlearned", "retrained", "audit", "compare", "references", "inversion", "neurons"),
-    "forget": ("unlearned", "retrained", "audit", "compare", "inversion", "neurons"),
-    "unlearned": ("audit", "inversion", "neurons"),
+    "original": ("forget", "unlearned", "retrained", "audit", "compare", "references", "inversion", "defenses", "neurons"),
+    "forget": ("unlearned", "retrained", "audit", "compare", "inversion", "defenses", "neurons"),
+    "unlearned": ("audit", "inversion", "defenses", "neurons"),
     "retrained": ("audit", "neurons"),
 }
 

@@ -133,6 +133,26 @@ def label_change_figure(change: list[float], class_names: list[str], true_labels
     return fig
 
 
+def defense_figure(rows: list[Mapping], *, metric: str = "top1_share", title: str = "Inversion against defended models") -> go.Figure:
+    """Defenses after unlearning: one point per defense and strength, the defended model's test
+    accuracy (x) against the attack's ``metric`` (y: rank-1 share, label accuracy or mean SSIM).
+    A good defense moves left as little as it moves down a lot."""
+    labels = {"top1_share": "rank-1 share (singled out)", "label_accuracy": "label inference accuracy", "ssim": "mean SSIM"}
+    fig = go.Figure()
+    for kind in dict.fromkeys(r["defense"] for r in rows):
+        mine = [r for r in rows if r["defense"] == kind]
+        fig.add_trace(go.Scatter(
+            x=[100 * float(r["test_acc"]) for r in mine], y=[r[metric] for r in mine], mode="markers+text", name=kind,
+            text=["" if kind == "none" else f"{r['strength']:g}" for r in mine], textposition="top center",
+            marker={"size": 12, "symbol": "star" if kind == "none" else "circle"},
+            hovertemplate=kind + " %{text}<br>test accuracy %{x:.1f}%<br>" + labels.get(metric, metric) + " %{y:.3f}<extra></extra>",
+        ))
+    fig.update_layout(title=title, xaxis={"title": "defended model's test accuracy (%)"},
+                      yaxis={"title": labels.get(metric, metric), "rangemode": "tozero"}, height=340,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+
 def per_class_figure(per_model: Mapping[str, Mapping], *, title: str = "AUC per class") -> go.Figure:
     """Grouped bars: the attack's AUC within each class of the forget set, one bar per model."""
     fig = go.Figure()

@@ -6,13 +6,14 @@ them in ``case.json``. Steps take a ``progress`` callback that may raise ``RunCa
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ._types import Progress, sub_progress
-from .case import Case, CaseStore, atomic_write_bytes
+from .case import Case, CaseStore, atomic_write_bytes, atomic_write_text
 from .errors import AuditInputError
 from .forget import ForgetRequest, read_request, validate_indices, write_request
 
@@ -357,6 +358,40 @@ def case_invert(
              "top1_share": result.top1_share, "label_accuracy": result.label_accuracy, "samples": len(result.samples)}
     case.set_entry("inversion", entry)
     return result.to_dict()
+
+
+DEFENSES_FILE = "defenses.json"
+
+
+def case_defense_sweep(
+    case: Case,
+    grid: dict[str, list[float]] | None = None,
+    *,
+    steps: int | None = None,
+    restarts: int | None = None,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[dict]:
+    """The inversion attack against defended copies of the case's unlearned model (noise,
+    pruning, fine-tuning after unlearning; :func:`mu_core.inversion.defense_sweep`): per defense
+    and strength, the defended model's test accuracy and the attack's rank-1 share, label
+    accuracy and image scores. Written to ``defenses.json`` in the case; no images are kept."""
+    from .inversion import InversionConfig, defense_sweep, load_recorded_base
+    from .models import sha256_file
+
+    original, record = load_case_model(case, "original")
+    unlearned, unlearned_record = load_case_model(case, "unlearned")
+    request = case_forget_request(case)
+    setting = case_inversion_setting(case, "unlearned")
+    base = load_recorded_base(record) if setting == "exact" else None
+    given = {"steps": steps, "restarts": restarts}
+    config = InversionConfig(**{k: v for k, v in given.items() if v is not None}, seed=seed).validate()
+    rows = defense_sweep(original, unlearned, request.indices, record=record, unlearned_record=unlearned_record, grid=grid,
+                         base=base, setting=setting, config=config, progress=progress)
+    atomic_write_text(case.path(DEFENSES_FILE), json.dumps({"setting": setting, "steps": config.steps, "restarts": config.restarts,
+                                                             "rows": rows}, indent=1, allow_nan=False))
+    case.set_entry("defenses", {"file": DEFENSES_FILE, "unlearned_sha256": sha256_file(case.file("unlearned")), "rows": len(rows)})
+    return rows
 
 
 def case_inversion_live(case: Case) -> dict | None:

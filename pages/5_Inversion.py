@@ -26,10 +26,16 @@ if not ui.need(case, "original", "forget", "unlearned"):
 
 import pandas as pd  # noqa: E402
 
-from mu_core.inversion import MAX_SAMPLES, SETTINGS, InversionConfig, to_uint8_image  # noqa: E402
+from mu_core.inversion import DEFENSES, MAX_SAMPLES, SETTINGS, InversionConfig, to_uint8_image  # noqa: E402
 from mu_core.models import sha256_file  # noqa: E402
-from mu_core.plots import inversion_loss_figure, label_change_figure  # noqa: E402
-from mu_core.workflow import case_forget_request, case_inversion_live, case_inversion_setting, case_invert  # noqa: E402
+from mu_core.plots import defense_figure, inversion_loss_figure, label_change_figure  # noqa: E402
+from mu_core.workflow import (  # noqa: E402
+    case_defense_sweep,
+    case_forget_request,
+    case_inversion_live,
+    case_inversion_setting,
+    case_invert,
+)
 
 request = case_forget_request(case)
 targets = ["unlearned"] + (["retrained"] if case.file("retrained") is not None else [])
@@ -65,6 +71,57 @@ if st.button("Run the inversion", type="primary", icon=":material/play_arrow:", 
 ui.job_status(invert_key)
 
 
+
+
+def defenses_section() -> None:
+    """Defenses after unlearning: the attack against defended copies of the unlearned model."""
+    st.subheader("Defenses")
+    st.caption(
+        "Does a cheap change to the unlearned model stop the attack? Each defense is applied to a copy of the unlearned "
+        "model, the attack runs against it, and the chart sets the attack's success against the defended model's test "
+        "accuracy. " + "; ".join(f"**{k}**: {v}" for k, v in DEFENSES.items() if k != "none") + "."
+    )
+    sweep_key = ui.job_key(case, "defenses")
+    d1, d2, d3, d4 = st.columns(4)
+    noise = d1.text_input("noise (std)", "0.001, 0.01", key="def_noise")
+    prune = d2.text_input("prune (share)", "0.2, 0.5", key="def_prune")
+    finetune = d3.text_input("finetune (steps)", "5, 20", key="def_finetune")
+    sweep_steps = int(d4.number_input("Steps per attack", 10, 10000, 300, step=50, key="def_steps",
+                                      help="Fewer than a single attack's default: the sweep runs one attack per defense."))
+    sweep = ui.jobs().get(sweep_key)
+    if st.button("Run the defense sweep", icon=":material/shield:", disabled=bool(sweep and sweep.running), key="def_button"):
+        try:
+            grid = {"none": [0.0], **{kind: _strengths(text, kind) for kind, text in (("noise", noise), ("prune", prune), ("finetune", finetune))}}
+        except ValueError as exc:
+            st.error(str(exc))
+        else:
+            grid = {k: v for k, v in grid.items() if v}
+            runs = sum(len(v) for v in grid.values())
+            if ui.start_job(sweep_key, f"Defense sweep ({runs} attacks)",
+                            lambda progress: case_defense_sweep(case, grid, steps=sweep_steps, restarts=1, progress=progress)):
+                st.rerun()
+    ui.job_status(sweep_key)
+    entry, path = case.entry("defenses"), case.file("defenses")
+    if not entry or path is None:
+        return
+    data = json.loads(path.read_text())
+    metric = st.radio("Attack success", ["top1_share", "label_accuracy", "ssim"], horizontal=True, key="def_metric",
+                      format_func={"top1_share": "rank-1 share", "label_accuracy": "label accuracy", "ssim": "mean SSIM"}.get)
+    st.plotly_chart(defense_figure(data["rows"], metric=metric), key="def_chart")
+    st.dataframe(pd.DataFrame(data["rows"]), key="def_table", hide_index=True)
+    st.caption(f"Setting: {data['setting']}; {data['steps']} steps, {data['restarts']} restart per attack.")
+
+
+def _strengths(text: str, kind: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"The {kind} strengths must be numbers separated by commas, e.g. 0.001, 0.01.") from None
+    if any(v < 0 for v in values) or (kind == "prune" and any(v >= 1 for v in values)):
+        raise ValueError(f"The {kind} strengths must be non-negative" + (" and below 1." if kind == "prune" else "."))
+    return values
+
+
 def _gallery(truths, reconstructions, captions) -> None:
     for truth, reconstruction, caption in zip(truths, reconstructions, captions, strict=True):
         left, middle, right = st.columns([1, 1, 3])
@@ -97,10 +154,12 @@ if job is not None and job.running:
 entry = case.entry("inversion")
 folder = case.file("inversion")
 if not entry or folder is None or not (folder / "inversion.json").is_file():
+    defenses_section()
     st.stop()
 attacked = case.file(entry.get("target", "unlearned"))
 if attacked is None or sha256_file(attacked) != entry.get("target_sha256"):
     st.info("The model these reconstructions came from has been replaced; run the inversion again.")
+    defenses_section()
     st.stop()
 
 import numpy as np  # noqa: E402
@@ -133,3 +192,4 @@ right.plotly_chart(label_change_figure(result["label_confidence_change"], names,
                    key="inv_labels")
 st.dataframe(pd.DataFrame(result["samples"]).drop(columns=["png"]).set_index("index"), key="inv_table")
 st.download_button("Download inversion.json", (folder / "inversion.json").read_bytes(), "inversion.json", key="inv_download")
+defenses_section()

@@ -58,3 +58,37 @@ def test_inversion_page_runs_the_attack_on_one_forgotten_sample(install_case, au
     assert (folder / "inversion.json").is_file() and (folder / f"sample_{index}.png").is_file()
     CaseStore(audit_home).delete(case_id)
     assert not folder.exists()
+
+
+def test_inversion_page_sweeps_defenses_and_plots_them_against_test_accuracy(install_case, audit_home: Path) -> None:
+    import json
+
+    from mu_core.forget import explicit_request
+    from mu_core.models.io import read_record
+    from mu_core.workflow import case_set_forget, case_unlearn
+
+    case_id = install_case("demo")
+    case = CaseStore(audit_home).get(case_id)
+    record = read_record(case.file("original"))
+    case_set_forget(case, explicit_request([int(record.train_indices[3])], record.train_indices, record.n_train_split))
+    case_unlearn(case, "neggrad")
+
+    at = app(PAGE).run()
+    at.text_input(key="def_prune").set_value("0.5, 1.5")  # a share of 1.5 cannot be pruned
+    at.button(key="def_button").click().run()
+    assert any("below 1" in t for t in texts(at.error)) and case.entry("defenses") is None
+
+    at.text_input(key="def_prune").set_value("0.5")
+    at.text_input(key="def_finetune").set_value("")
+    at.number_input(key="def_steps").set_value(20)
+    at.button(key="def_button").click()
+    run_until(at, lambda a: any("Defense sweep (4 attacks): done" in t for t in texts(a.success)), timeout=180)
+    at.run()
+    assert not at.exception
+    rows = json.loads(case.file("defenses").read_text())["rows"]
+    assert [(r["defense"], r["strength"]) for r in rows] == [("none", 0.0), ("noise", 0.001), ("noise", 0.01), ("prune", 0.5)]
+    assert all(0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["top1_share"] <= 1.0 for r in rows)
+    assert len(at.get("plotly_chart")) >= 1
+    # replacing the unlearned model drops the sweep: it described the old one
+    case_unlearn(case, "finetune")
+    assert case.entry("defenses") is None and not case.path("defenses.json").exists()

@@ -252,6 +252,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
     method = (unlearned_record.unlearning or {}).get("method")
     wants_base = args.base or args.setting == "exact" or (args.setting == "auto" and method == "retrain" and record.recipe.get("init"))
     base = load_recorded_base(record, args.base) if wants_base else None
+    if args.defense and args.defense_sweep:
+        raise AuditInputError("Give --defense (one defended attack) or --defense-sweep (several), not both.")
     if args.defense:
         kind, strength = _parse_defense(args.defense)
         retain = np.setdiff1d(record.train_indices, request.indices)
@@ -259,6 +261,8 @@ def cmd_invert(args: argparse.Namespace) -> int:
     given = {"steps": args.steps, "restarts": args.restarts, "tv_weight": args.tv_weight}
     config = InversionConfig(**{k: v for k, v in given.items() if v is not None}, label="known" if args.known_label else "inferred",
                              label_method=args.label_method, seed=args.seed)
+    if args.defense_sweep:
+        return _defense_sweep(args, original, unlearned, request, record, unlearned_record, data, base, config)
     result = _with_bar("invert", invert, original, unlearned, request.indices, record=record, unlearned_record=unlearned_record,
                        dataset=data, base=base, setting=args.setting, config=config, device=args.device)
     path = result.write(args.out)
@@ -270,6 +274,30 @@ def cmd_invert(args: argparse.Namespace) -> int:
               f"{s['ssim']:>7.3f} {s['rank']:>4}/{s['class_size']:<4}")
     print(f"rank 1: {result.top1_share:.0%} of samples; label inference accuracy {result.label_accuracy:.0%}; "
           f"{result.seconds['label_inference'] + result.seconds['feature_recovery']:.1f} s")
+    return 0
+
+
+def _defense_sweep(args, original, unlearned, request, record, unlearned_record, data, base, config) -> int:
+    """``invert --defense-sweep``: the attack against each defended copy; writes ``defenses.json``."""
+    import json
+
+    from .case import atomic_write_text
+    from .inversion import defense_sweep
+
+    grid: dict[str, list[float]] = {"none": [0.0]}
+    for item in (t for t in args.defense_sweep.split(",") if t.strip()):
+        kind, strength = _parse_defense(item)
+        grid.setdefault(kind, []).append(strength)
+    rows = _with_bar("defenses", defense_sweep, original, unlearned, request.indices, record=record, unlearned_record=unlearned_record,
+                     grid=grid, dataset=data, base=base, setting=args.setting, config=config)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = atomic_write_text(out / "defenses.json", json.dumps({"steps": config.steps, "restarts": config.restarts, "rows": rows},
+                                                               indent=1, allow_nan=False))
+    print(f"wrote {path}")
+    print(f"{'defense':<10}{'strength':>10}{'test acc':>10}{'rank 1':>8}{'labels':>8}{'SSIM':>8}")
+    for r in rows:
+        print(f"{r['defense']:<10}{r['strength']:>10g}{r['test_acc']:>10.2%}{r['top1_share']:>8.0%}{r['label_accuracy']:>8.0%}{r['ssim']:>8.3f}")
     return 0
 
 
@@ -412,6 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exact: fine-tuned original and retrained unlearned model from a base (default: auto-detected)")
     p.add_argument("--base", help="base model the original was fine-tuned from (default: the one its recipe records)")
     p.add_argument("--defense", metavar="KIND:STRENGTH", help="defend the unlearned model first: noise:STD, prune:SHARE or finetune:STEPS")
+    p.add_argument("--defense-sweep", metavar="KIND:STRENGTH,...",
+                   help="attack the undefended model and each listed defense (e.g. noise:0.001,prune:0.5); writes DIR/defenses.json")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder: a PNG per sample (forgotten | reconstruction) and inversion.json")
     device_arg(p)

@@ -246,6 +246,24 @@ def test_cli_invert_writes_pngs_and_the_json_contract(neggrad_one, tmp_path: Pat
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
 
 
+def test_cli_invert_defense_sweep_scores_each_defense(neggrad_one, tmp_path: Path, capsys) -> None:
+    from mu_core.models import save_model
+
+    original, record, unlearned, unlearned_record = neggrad_one
+    save_model(original, record, tmp_path / "o.safetensors")
+    save_model(unlearned, unlearned_record, tmp_path / "u.safetensors")
+    (tmp_path / "forget.txt").write_text(f"{FORGET_INDEX}\n")
+    common = ["invert", "--original", str(tmp_path / "o.safetensors"), "--unlearned", str(tmp_path / "u.safetensors"),
+              "--forget", str(tmp_path / "forget.txt"), "--steps", "30", "--restarts", "1"]
+    code, stdout, err = _run([*common, "--defense-sweep", "noise:0.01,prune:0.5", "--out", str(tmp_path / "d")], capsys)
+    assert code == 0, err
+    rows = json.loads((tmp_path / "d" / "defenses.json").read_text())["rows"]
+    assert [(r["defense"], r["strength"]) for r in rows] == [("none", 0.0), ("noise", 0.01), ("prune", 0.5)]
+    assert all(0.0 <= r["test_acc"] <= 1.0 and 0.0 <= r["top1_share"] <= 1.0 for r in rows) and "prune" in stdout
+    code, _, err = _run([*common, "--defense", "noise:0.01", "--defense-sweep", "prune:0.5", "--out", str(tmp_path / "e")], capsys)
+    assert code == 2 and "not both" in err
+
+
 def test_train_init_records_the_base_and_retrain_starts_from_it(digits, digits_mlp, tmp_path: Path, capsys) -> None:
     from mu_core.models import load_model, save_model
     from mu_core.train import TrainConfig, fit_model

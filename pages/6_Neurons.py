@@ -58,6 +58,18 @@ def stored(path: str, stamp: float) -> tuple[dict, dict]:
     return load_explanation(path)
 
 
+@st.cache_data(show_spinner="Computing the neuron's attribution with Captum…", max_entries=64)
+def neuron_map(model_path: str, stamp: float, layer: str, neuron: int, x: np.ndarray, method: str, target: int) -> np.ndarray:
+    """A neuron attribution that was not precomputed, for one forget sample (cached per model file)."""
+    import torch
+
+    from mu_core.models import load_model
+    from mu_core.neurons.attributions import neuron_attribution
+
+    model, _ = load_model(model_path)
+    return neuron_attribution(model, layer, neuron, torch.from_numpy(x), method=method, target=target)
+
+
 try:
     data, arrays = stored(str(folder), (folder / "neurons.npz").stat().st_mtime)
 except (AuditInputError, OSError) as exc:
@@ -153,15 +165,29 @@ for col, role in zip(cols[1:], models, strict=True):
                      key=f"neurons_sal_{role}")
 st.plotly_chart(conductance_figure({role: arrays[array_key("lc", role, layer)][sample] for role in models}, layer), key="neurons_lc")
 top_neurons = attr["top_neurons"].get(layer, [])
-if top_neurons and attr["neuron_models"]:
+if attr["neuron_models"]:
     c1, c2 = st.columns(2)
-    chosen = c1.selectbox("Neuron (most changed)", range(len(top_neurons)), key="neurons_attr_neuron",
-                          format_func=lambda i: f"neuron {top_neurons[i]}")
+    # The most-changed neurons (precomputed) first, then every other neuron of the layer (computed when picked).
+    options = [*top_neurons, *[int(n) for n in order if int(n) not in top_neurons]]
+    picked = c1.selectbox("Neuron", options, key="neurons_attr_neuron",
+                          format_func=lambda n: f"neuron {n}" + (" (most changed, precomputed)" if n in top_neurons else ""))
     method = c2.radio("Method", attr["neuron_methods"], horizontal=True, key="neurons_attr_method")
     cols = st.columns(len(attr["neuron_models"]))
     for col, role in zip(cols, attr["neuron_models"], strict=True):
-        maps = arrays[array_key("nattr", method, role, layer)]
-        col.plotly_chart(attribution_figure(maps[chosen][sample], f"{role}: neuron {top_neurons[chosen]}"), key=f"neurons_nattr_{role}")
+        if picked in top_neurons:
+            image = arrays[array_key("nattr", method, role, layer)][top_neurons.index(picked)][sample]
+        else:
+            model_file = case.file(role)
+            if model_file is None:
+                col.info(f"The {role} model is no longer in this case; recompute the explanations.")
+                continue
+            try:
+                image = neuron_map(str(model_file), model_file.stat().st_mtime, layer, int(picked), arrays["attr_x"][sample], method,
+                                   int(attr["targets"][sample]))
+            except AuditInputError as exc:
+                ui.show_error(exc)
+                continue
+        col.plotly_chart(attribution_figure(image, f"{role}: neuron {picked}"), key=f"neurons_nattr_{role}")
 st.caption("Red pixels raise the true class's logit (or the neuron), blue lower it. Saliency is the gradient's size. "
            "After unlearning, attributions on forget samples should look like the retrained model's.")
 st.download_button("Download neurons.json", (folder / "neurons.json").read_bytes(), "neurons.json", key="neurons_download")

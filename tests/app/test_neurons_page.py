@@ -45,6 +45,17 @@ def test_neurons_page_explains_in_the_background_and_shows_the_results(install_c
     at.selectbox(key="neurons_sample").set_value(1).run()
     at.radio(key="neurons_attr_method").set_value("neuron_integrated_gradients").run()
     assert not at.exception and not at.error
+    # any neuron of the layer can be attributed, not only the precomputed most-changed ones
+    picker = at.selectbox(key="neurons_attr_neuron")
+    precomputed = data["attributions"]["top_neurons"]["fc1"]
+    assert list(picker.options[: len(precomputed)]) == [f"neuron {n} (most changed, precomputed)" for n in precomputed]
+    other = next(n for n in range(128) if n not in precomputed)
+    charts_before = len(at.get("plotly_chart"))
+    picker.set_value(other).run()
+    assert not at.exception and not at.error
+    assert len(at.get("plotly_chart")) == charts_before
+    specs = [chart.proto.spec for chart in at.get("plotly_chart")]
+    assert any(f"unlearned: neuron {other}" in spec for spec in specs) and any(f"original: neuron {other}" in spec for spec in specs)
     assert at.button(key="neurons_button").label == "Recompute explanations"
 
 

@@ -71,8 +71,6 @@ if st.button("Run the inversion", type="primary", icon=":material/play_arrow:", 
 ui.job_status(invert_key)
 
 
-
-
 def defenses_section() -> None:
     """Defenses after unlearning: the attack against defended copies of the unlearned model."""
     st.subheader("Defenses")

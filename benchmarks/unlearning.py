@@ -6,7 +6,7 @@ and speed-up over retraining (which repeats the original's recipe). Two rows for
 original itself (no unlearning) and a second retrain with the next seed (the noise floor).
 
 Run from the repository root:
-``.venv/bin/python benchmarks/unlearning.py [--fashion-root P] [--epochs 5] [--methods a,b] [--no-floor]``.
+``.venv/bin/python benchmarks/unlearning.py [--fashion-root P] [--epochs 5] [--methods a,b] [--no-floor] [--repeats N]``.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ def print_table(title: str, result) -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in sorted(rows.items(), key=lambda kv: (kv[0] != "retrain", kv[1]["avg_gap"])):
         notes = "; ".join(f"{k}: {v}" for k, v in (r.get("notes") or {}).items())
+        if "repeats" in r:
+            notes = f"{r['repeats']} runs, gap sd {100 * r['avg_gap_sd']:.2f}" + (f"; {notes}" if notes else "")
         print(f"| {name} | {100 * r['ua']:.2f} | {100 * r['ra']:.2f} | {100 * r['ta']:.2f} "
               f"| {100 * r['mia_efficacy']:.2f} ± {100 * r['mia_efficacy_se']:.2f} "
               f"| {100 * r['avg_gap']:.2f} | {r['seconds']:.1f} | {r['speedup']:.1f}x | {notes[:120]} |", flush=True)
@@ -58,6 +60,7 @@ def main() -> None:
     parser.add_argument("--requests", default="random,class")
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--no-floor", action="store_true", help="skip the second retrain (another seed) that measures the noise floor")
+    parser.add_argument("--repeats", type=int, default=1, help="run every method and retrain this many times (consecutive seeds), averaged")
     args = parser.parse_args()
 
     import torch
@@ -86,7 +89,8 @@ def main() -> None:
     for key in args.requests.split(","):
         title, request = requests[key]
         t = time.perf_counter()
-        result = compare_methods(model, record, request.indices, methods, grid=args.grid, floor=not args.no_floor, dataset=data)
+        result = compare_methods(model, record, request.indices, methods, grid=args.grid, floor=not args.no_floor,
+                                 repeats=args.repeats, dataset=data)
         print_table(f"{title}: {len(request)} samples ({time.perf_counter() - t:.0f} s)", result)
         for name, reason in result.skipped.items():
             print(f"\n{name}: skipped ({reason})")

@@ -210,7 +210,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not methods:
         raise AuditInputError("--methods names no method; give a comma-separated list (see 'list').")
     result = _with_bar("compare", compare_methods, model, record, request.indices, methods, grid=args.grid, floor=args.floor,
-                       seed=args.seed, device=args.device)
+                       repeats=args.repeats, seed=args.seed, device=args.device)
     path = result.write(args.out)
     print(f"wrote {path}")
     print(f"{'method':<16}{'UA':>8}{'RA':>8}{'TA':>8}{'MIA':>8}{'gap':>8}{'seconds':>10}{'speed-up':>10}")
@@ -419,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", action="store_true", help="a small grid search per method, keeping the smallest Avg. Gap")
     p.add_argument("--floor", action="store_true",
                    help="retrain once more with the next seed: the Avg. Gap exact unlearning itself shows (compare.json: noise_floor)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="run every method (and retrain) this many times with consecutive seeds and average the metrics")
     p.add_argument("--seed", type=int, default=0, help="seed of the MIA-efficacy sampling")
     p.add_argument("--out", required=True, help="output folder for compare.json and compare.csv")
     device_arg(p)

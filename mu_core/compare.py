@@ -121,6 +121,7 @@ def compare_methods(
     dataset: Dataset | None = None,
     seed: int = 0,
     floor: bool = False,
+    repeats: int = 1,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
 ) -> CompareResult:
@@ -131,8 +132,12 @@ def compare_methods(
     ``params`` overrides a method's defaults (``{"neggrad": {"lr": 0.02}}``). A method that
     refuses the request (``unsir`` on a random one, ``sisa`` on a plain model) is listed in
     ``skipped`` with its reason; the others still run. With ``floor`` the original's recipe is
-    retrained once more with the next seed and scored against the first retrain
-    (``noise_floor``): gaps below it cannot be told from exact unlearning.
+    retrained once more with the next unused seed and scored against the retrain row
+    (``noise_floor``): gaps below it cannot be told from exact unlearning. With ``repeats`` > 1
+    every method, retraining included, runs that many times with consecutive seeds (a method's
+    ``seed`` parameter, retraining's recipe seed) and its metrics are the means, as papers
+    average trials; ``avg_gap_sd`` is the spread of the single runs' gaps. The saved model is
+    the first run's.
     """
     unknown = [m for m in methods if m not in list_methods()]
     if unknown:
@@ -144,8 +149,25 @@ def compare_methods(
     cls = whole_class(data.y_train.numpy(), forget_idx, retain_idx)
     ordered = ["retrain", *[m for m in dict.fromkeys(methods) if m != "retrain"]]
     runs = {m: (param_grid(m, len(record.train_indices)) if grid and m != "retrain" else [dict((params or {}).get(m, {}))]) for m in ordered}
-    total = sum(len(r) for r in runs.values()) + int(floor)
+    repeats = int(repeats)
+    if repeats < 1:
+        raise AuditInputError("repeats must be at least 1.")
+    n_train = len(record.train_indices)
+    # a method without a seed (SISA, and the deterministic one-shot ones if any) gives the same model every time
+    reps = {m: repeats if m == "retrain" or "seed" in preset(m, n_train) else 1 for m in ordered}
+    total = sum(len(runs[m]) * reps[m] for m in ordered) + int(floor)
     done = 0
+    recipe_seed = int(record.recipe.get("seed", 0))
+
+    def run_once(method: str, setting: dict, k: int, sub) -> UnlearnResult:
+        """Run ``k`` of ``repeats``: the method's own seed (or retraining's recipe seed) moved by ``k``."""
+        if method == "retrain":
+            seeded = record if k == 0 else record.with_updates(recipe={**record.recipe, "seed": recipe_seed + k})
+            return unlearn(model, seeded, forget_idx, method=method, params=setting, dataset=data, progress=sub, device=device)
+        chosen = dict(setting)
+        if k:
+            chosen["seed"] = int(chosen.get("seed", preset(method, n_train)["seed"])) + k
+        return unlearn(model, record, forget_idx, method=method, params=chosen, dataset=data, progress=sub, device=device)
 
     def score_model(scored: nn.Module) -> dict[str, float]:
         return efficacy_metrics(scored, data, retain_idx, forget_idx, forgotten_class=cls, seed=seed, device=device)
@@ -157,45 +179,52 @@ def compare_methods(
     original: dict[str, float] | None = None
     retrain_seconds = 1.0
     for method in ordered:
-        best: tuple[float, UnlearnResult, dict] | None = None
+        best: tuple[float, UnlearnResult, dict, float, list[dict]] | None = None
         for setting in runs[method]:
-            label = f"{method} ({done + 1}/{total})"
-            sub = sub_progress(progress, done / total, (done + 1) / total)
-            report(sub, 0.0, label)
+            results, scores = [], []
             try:
-                result = unlearn(model, record, forget_idx, method=method, params=setting, dataset=data, progress=sub, device=device)
+                for k in range(reps[method]):
+                    label = f"{method} ({done + 1}/{total})"
+                    sub = sub_progress(progress, done / total, (done + 1) / total)
+                    report(sub, 0.0, label)
+                    results.append(run_once(method, setting, k, sub))
+                    scores.append(score_model(results[-1].model))
+                    done += 1
             except AuditInputError as exc:
                 if method == "retrain":
                     raise
                 skipped[method] = str(exc)
-                done += len(runs[method]) - runs[method].index(setting)
+                done += (len(runs[method]) - runs[method].index(setting)) * reps[method] - len(results)
                 break
-            metrics = score_model(result.model)
+            metrics = {k: float(np.mean([m[k] for m in scores])) for k in scores[0]}
+            seconds = float(np.mean([r.seconds for r in results]))
             gap = 0.0 if method == "retrain" else avg_gap(metrics, reference)
             if best is None or gap < best[0]:
-                best = (gap, result, metrics)
-            done += 1
+                best = (gap, results[0], metrics, seconds, scores)
         if best is None:
             continue
-        gap, result, metrics = best
+        gap, result, metrics, seconds, scores = best
         if method == "retrain":
-            reference, retrain_seconds = metrics, max(result.seconds, 1e-9)
+            reference, retrain_seconds = metrics, max(seconds, 1e-9)
             untouched = score_model(model)
             original = {**{k: float(v) for k, v in untouched.items()}, "avg_gap": float(avg_gap(untouched, reference))}
         rows[method] = {
             **{k: float(metrics[k]) for k in (*METRIC_KEYS, "mia_efficacy_se")},
             "avg_gap": float(gap),
-            "seconds": round(float(result.seconds), 3),
-            "speedup": round(retrain_seconds / max(result.seconds, 1e-9), 2),
+            "seconds": round(seconds, 3),
+            "speedup": round(retrain_seconds / max(seconds, 1e-9), 2),
             "params": result.params,
             "notes": (result.record.unlearning or {}).get("notes", {}),
         }
+        if len(scores) > 1:
+            rows[method]["repeats"] = len(scores)
+            rows[method]["avg_gap_sd"] = float(np.std([avg_gap(m, reference) for m in scores], ddof=1))
         models[method] = result
     noise_floor = None
     if floor:
         sub = sub_progress(progress, done / total, 1.0)
         report(sub, 0.0, f"retrain with another seed ({total}/{total})")
-        other_seed = int(record.recipe.get("seed", 0)) + 1
+        other_seed = recipe_seed + repeats
         again = unlearn(model, record.with_updates(recipe={**record.recipe, "seed": other_seed}), forget_idx, method="retrain",
                         dataset=data, progress=sub, device=device)
         metrics = score_model(again.model)

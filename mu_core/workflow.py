@@ -214,7 +214,9 @@ def case_audit(
     return result.data
 
 
-def case_compare(case: Case, methods: list[str], *, grid: bool = False, floor: bool = False, progress: Progress | None = None) -> dict:
+def case_compare(
+    case: Case, methods: list[str], *, grid: bool = False, floor: bool = False, repeats: int = 1, progress: Progress | None = None
+) -> dict:
     """Run several methods (and ``retrain``) on the case's request; keep every model and the table.
 
     Models go to ``compare/models/<name>.safetensors``, the table to ``compare/compare.json`` (and CSV);
@@ -226,14 +228,14 @@ def case_compare(case: Case, methods: list[str], *, grid: bool = False, floor: b
     model, record = load_case_model(case, "original")
     request = case_forget_request(case)
     source = sha256_file(case.file("original"))
-    result = compare_methods(model, record, request.indices, methods, grid=grid, floor=floor, progress=progress)
+    result = compare_methods(model, record, request.indices, methods, grid=grid, floor=floor, repeats=repeats, progress=progress)
     case.set_entry("compare", {"file": "compare"})
     result.write(case.path("compare"))
     for name, res in result.models.items():
         unlearning = dict(res.record.unlearning or {}, source_sha256=source)
         save_model(res.model, res.record.with_updates(unlearning=unlearning), case.path("compare", "models", f"{name}.safetensors"))
     _save_role(case, "retrained", result.models["retrain"].model, result.models["retrain"].record)
-    case.update(compare={"file": "compare", "methods": list(result.rows), "grid": grid, "floor": floor})
+    case.update(compare={"file": "compare", "methods": list(result.rows), "grid": grid, "floor": floor, "repeats": repeats})
     return result.to_dict()
 
 

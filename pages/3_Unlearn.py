@@ -122,16 +122,18 @@ st.caption(
     "Avg. Gap = mean distance to retraining over those four. Lower gap is better; retraining is the ideal."
 )
 compare_key = ui.job_key(case, "compare")
-c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="bottom")
+c1, c2, c3, c4 = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
 chosen = c1.multiselect("Methods", methods, default=[m for m in ("finetune", "neggrad") if m in methods], key="compare_methods")
 grid = c2.checkbox("Grid search", key="compare_grid", help="a few learning rates x epochs per method, scored by Avg. Gap")
 floor = c3.checkbox("Noise floor", key="compare_floor",
                     help="retrain once more with another seed: the Avg. Gap exact unlearning itself shows; smaller gaps mean nothing")
+repeats = int(c4.number_input("Repeats", 1, 10, 1, key="compare_repeats",
+                              help="run every method and the retrain this many times with consecutive seeds and average, as papers do"))
 job = ui.jobs().get(compare_key)
 if st.button("Compare", type="primary", disabled=bool(job and job.running) or not chosen, key="compare_button"):
-    picked, use_grid, use_floor = list(chosen), bool(grid), bool(floor)
+    picked, use_grid, use_floor, use_repeats = list(chosen), bool(grid), bool(floor), repeats
     if ui.start_job(compare_key, f"Comparing {len(picked)} method(s)",
-                    lambda progress: case_compare(case, picked, grid=use_grid, floor=use_floor, progress=progress)):
+                    lambda progress: case_compare(case, picked, grid=use_grid, floor=use_floor, repeats=use_repeats, progress=progress)):
         st.rerun()
 ui.job_status(compare_key)
 

@@ -97,6 +97,27 @@ def test_compare_runs_retrain_first_and_scores_each_method_against_it(digits, di
     assert (tmp_path / "compare.csv").read_text().splitlines()[0].startswith("method,ua,ra,ta,mia_efficacy,avg_gap,seconds,speedup")
 
 
+def test_repeats_average_each_method_over_consecutive_seeds(digits, digits_mlp):
+    model, record = digits_mlp
+    forget = random_request(record.train_indices, 40, seed=4).indices
+    retain = np.setdiff1d(record.train_indices, forget)
+    result = compare_methods(model, record, forget, ["neggrad"], repeats=2, dataset=digits, device="cpu")
+    retrains = [
+        unlearn(model, record.with_updates(recipe={**record.recipe, "seed": record.recipe["seed"] + k}), forget, method="retrain",
+                dataset=digits, device="cpu").model
+        for k in range(2)
+    ]
+    scores = [efficacy_metrics(m, digits, retain, forget) for m in retrains]
+    row = result.rows["retrain"]
+    assert row["repeats"] == 2 and row["ua"] == pytest.approx(np.mean([s["ua"] for s in scores]))
+    assert row["mia_efficacy"] == pytest.approx(np.mean([s["mia_efficacy"] for s in scores]))
+    neggrad = result.rows["neggrad"]
+    assert neggrad["repeats"] == 2 and neggrad["avg_gap_sd"] >= 0.0 and neggrad["avg_gap"] == pytest.approx(avg_gap(neggrad, row))
+    assert result.models["neggrad"].params["seed"] == 0  # the kept model is the first run's
+    with pytest.raises(AuditInputError, match="at least 1"):
+        compare_methods(model, record, forget, ["neggrad"], repeats=0, dataset=digits, device="cpu")
+
+
 def test_grid_search_keeps_the_setting_closest_to_retraining(digits, digits_mlp):
     model, record = digits_mlp
     assert len(param_grid("neggrad")) == 6 and param_grid("retrain") == [{}]

@@ -213,18 +213,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
                        repeats=args.repeats, seed=args.seed, device=args.device)
     path = result.write(args.out)
     print(f"wrote {path}")
+    def metrics(name: str, row: dict) -> str:
+        return f"{name:<16}" + "".join(f"{row[k]:>8.2%}" for k in ("ua", "ra", "ta", "mia_efficacy", "avg_gap"))
+
     print(f"{'method':<16}{'UA':>8}{'RA':>8}{'TA':>8}{'MIA':>8}{'gap':>8}{'seconds':>10}{'speed-up':>10}")
     for name, row in result.rows.items():
-        print(f"{name:<16}{row['ua']:>8.2%}{row['ra']:>8.2%}{row['ta']:>8.2%}{row['mia_efficacy']:>8.2%}{row['avg_gap']:>8.2%}"
-              f"{row['seconds']:>10.1f}{row['speedup']:>9.1f}x")
+        print(f"{metrics(name, row)}{row['seconds']:>10.1f}{row['speedup']:>9.1f}x")
     if result.original is not None:
-        row = result.original
-        print(f"{'(original)':<16}{row['ua']:>8.2%}{row['ra']:>8.2%}{row['ta']:>8.2%}{row['mia_efficacy']:>8.2%}{row['avg_gap']:>8.2%}"
-              "   no unlearning, for scale")
+        print(f"{metrics('(original)', result.original)}   no unlearning, for scale")
     if result.noise_floor is not None:
         row = result.noise_floor
-        print(f"{'(retrain again)':<16}{row['ua']:>8.2%}{row['ra']:>8.2%}{row['ta']:>8.2%}{row['mia_efficacy']:>8.2%}{row['avg_gap']:>8.2%}"
-              f"{row['seconds']:>10.1f}   seed {row['seed']}: the noise floor")
+        print(f"{metrics('(retrain again)', row)}{row['seconds']:>10.1f}   seed {row['seed']}: the noise floor")
     for name, reason in result.skipped.items():
         print(f"{name:<16}skipped: {reason}")
     return 0

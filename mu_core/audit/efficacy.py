@@ -79,6 +79,15 @@ def _probs(model: nn.Module, x: torch.Tensor, device: torch.device) -> np.ndarra
     return torch.softmax(predict_logits(model, x, device=device), dim=1).double().numpy()
 
 
+def _split_probs(model: nn.Module, data: Dataset, ridx: np.ndarray, fidx: np.ndarray, device: torch.device) -> dict[str, np.ndarray]:
+    """Softmax outputs on the retain, test and forget splits (one forward pass each)."""
+    return {
+        "retain": _probs(model, data.x_train[torch.from_numpy(ridx)], device),
+        "test": _probs(model, data.x_test, device),
+        "forget": _probs(model, data.x_train[torch.from_numpy(fidx)], device),
+    }
+
+
 def _feature(probs: np.ndarray, labels: np.ndarray, kind: str) -> np.ndarray:
     if kind == "confidence":
         return probs[np.arange(len(labels)), labels]
@@ -145,11 +154,7 @@ def _evaluated_on(model: nn.Module, device: torch.device) -> Iterator[None]:
 def _mia_draws(model, data, retain_idx, forget_idx, *, feature, draws, seed, device, probs=None) -> np.ndarray:
     ridx, fidx = np.asarray(retain_idx), np.asarray(forget_idx)
     if probs is None:
-        probs = {
-            "retain": _probs(model, data.x_train[torch.from_numpy(ridx)], device),
-            "test": _probs(model, data.x_test, device),
-            "forget": _probs(model, data.x_train[torch.from_numpy(fidx)], device),
-        }
+        probs = _split_probs(model, data, ridx, fidx, device)
     labels = {"retain": data.y_train.numpy()[ridx], "test": data.y_test.numpy(), "forget": data.y_train.numpy()[fidx]}
     values = {k: _feature(probs[k], labels[k], feature) for k in probs}
     return _efficacy_draws(values["retain"], values["test"], values["forget"], draws=max(1, int(draws)), seed=seed)
@@ -175,11 +180,7 @@ def efficacy_metrics(
 
 
 def _efficacy_metrics(model, data, ridx, fidx, forgotten_class, seed, draws, device) -> dict[str, float]:
-    probs = {
-        "retain": _probs(model, data.x_train[torch.from_numpy(ridx)], device),
-        "test": _probs(model, data.x_test, device),
-        "forget": _probs(model, data.x_train[torch.from_numpy(fidx)], device),
-    }
+    probs = _split_probs(model, data, ridx, fidx, device)
     y_test = data.y_test.numpy()
     correct_test = probs["test"].argmax(1) == y_test
     if forgotten_class is not None:

@@ -12,6 +12,7 @@ a half-written file. This module does not import torch, so listing cases is fast
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -25,9 +26,29 @@ from typing import Any
 
 from .errors import AuditInputError
 
-__all__ = ["Case", "CaseStore", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "audit_home"]
+try:
+    import fcntl
+except ImportError:  # Windows: the in-process lock only
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = [
+    "LOG_FILE",
+    "Case",
+    "CaseStore",
+    "append_chained",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "audit_home",
+    "check_chain",
+    "redact_chain",
+]
 
 MANIFEST = "case.json"
+#: The case's audit trail: one JSON object per line, each carrying the hash of the line before.
+LOG_FILE = "log.jsonl"
+#: The ``prev`` of a trail's first entry.
+CHAIN_START = "0" * 64
 _ID_PATTERN = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$")
 _LOCK = threading.RLock()
 
@@ -71,6 +92,71 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _canonical(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def _entry_hash(entry: dict) -> str:
+    """The hash the next entry points at: over seq, time, action, prev and the SHA-256 of the salted
+    details, so an entry whose details are withheld (:func:`redact_chain`) still links."""
+    details_sha = entry.get("details_sha256") or hashlib.sha256(_canonical({"salt": entry.get("salt"), "details": entry.get("details")})).hexdigest()
+    return hashlib.sha256(_canonical({k: entry.get(k) for k in ("seq", "time", "action", "prev")} | {"details_sha256": details_sha})).hexdigest()
+
+
+def append_chained(path: str | Path, action: str, **details: Any) -> dict:
+    """Append ``{seq, time, action, details, salt, prev}`` to a hash-chained JSON-lines file.
+
+    ``prev`` is the hash of the previous entry (:data:`CHAIN_START` for the first), so changing,
+    removing or reordering any earlier entry breaks every later link (a tamper-evident log in the
+    sense of Crosby & Wallach 2009, without their Merkle tree: a trail is short). The details are
+    hashed with a random salt, so a copy that withholds them (:func:`redact_chain`) still verifies
+    and its hashes cannot be matched against guessed details.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _LOCK, open(path, "a+b") as fh:
+        if fcntl is not None:  # the app and the CLI may append to one trail at once
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.seek(0)
+        raw = fh.read()
+        lines = [line for line in raw.split(b"\n") if line.strip()]
+        entry = {"seq": len(lines), "time": _now(), "action": action, "details": details, "salt": secrets.token_hex(16),
+                 "prev": _entry_hash(json.loads(lines[-1])) if lines else CHAIN_START}
+        if raw and not raw.endswith(b"\n"):
+            fh.write(b"\n")
+        fh.write(_canonical(entry) + b"\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+        return entry
+
+
+def check_chain(raw: bytes) -> tuple[str | None, str]:
+    """``(problem, head)`` of a hash-chained file's bytes: ``problem`` is ``None`` when every
+    entry links to the one before, else a sentence naming the first broken entry; ``head`` is the
+    last entry's hash (what a later entry or a receipt points at)."""
+    prev = CHAIN_START
+    for number, line in enumerate((line for line in raw.split(b"\n") if line.strip()), start=1):
+        try:
+            entry = json.loads(line)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return f"entry {number} is not valid JSON", prev
+        if not isinstance(entry, dict) or entry.get("prev") != prev or entry.get("seq") != number - 1:
+            return f"entry {number} does not link to the entry before it (altered, removed or reordered)", prev
+        prev = _entry_hash(entry)
+    return None, prev
+
+
+def redact_chain(raw: bytes) -> bytes:
+    """The same trail with every entry's details and salt replaced by their hash: the actions,
+    times and links stay checkable, the details (file hashes, settings) are withheld."""
+    out = []
+    for line in (line for line in raw.split(b"\n") if line.strip()):
+        entry = json.loads(line)
+        details_sha = hashlib.sha256(_canonical({"salt": entry.pop("salt", None), "details": entry.pop("details", None)})).hexdigest()
+        out.append(_canonical({**entry, "details_sha256": entry.get("details_sha256") or details_sha}))
+    return b"".join(line + b"\n" for line in out)
 
 
 class Case:
@@ -118,6 +204,11 @@ class Case:
             for k in stale:
                 self._remove_files(manifest[k])
             return self.update(**{key: entry}, **{k: None for k in stale})
+
+    def log(self, action: str, **details: Any) -> dict:
+        """Append an action (train, import, forget, unlearn, audit, report, purge...) to the case's
+        audit trail ``log.jsonl`` (:func:`append_chained`); details hold hashes and settings, never data."""
+        return append_chained(self.dir / LOG_FILE, action, **details)
 
     def entry(self, key: str) -> dict | None:
         return self.manifest.get(key)

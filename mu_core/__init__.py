@@ -85,6 +85,13 @@ _EXPORTS = {
     "load_case_model": "workflow",
     "JobManager": "jobs",
     "DEFAULT_ATTACKS": "attacks",
+    # reports and evidence
+    "build_report": "report",
+    "check_record": "report",
+    "generate_keypair": "report",
+    "purge_case": "report",
+    "replay_bundle": "report",
+    "verify_bundle": "report",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

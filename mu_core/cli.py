@@ -1,4 +1,4 @@
-"""The command line: ``python -m mu_core {train,forget,unlearn,audit,compare,invert,explain,list}``.
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,compare,invert,explain,report,keygen,verify,replay,purge,check-record,list}``.
 
 Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
 what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
@@ -193,6 +193,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
         margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap,
     )
     path = result.write(args.out)
+    if reference_dir is not None and reference_dir.parent == Path(args.case):
+        from .case import Case
+        from .models import sha256_file
+
+        Case(Path(args.case)).log("audit", report_sha256=sha256_file(path), verdict=result.data["verdict"], via="cli",
+                                  models={role: sha256_file(p) for role, p in paths.items()})
     print(f"wrote {path}")
     print(result.data["summary"])
     if args.fail_on and result.data["verdict"] == args.fail_on:
@@ -338,6 +344,17 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report_command(name: str):
+    """A command implemented in :mod:`mu_core.report.commands`, imported only when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        from .report import commands
+
+        return getattr(commands, name)(args)
+
+    return run
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m mu_core", description="MU Audit: audit machine unlearning of image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -464,6 +481,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder for neurons.json, neurons.npz and heatmap PNGs")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("report", help="the audit report (HTML, PDF), its evidence and a bundle, signed with --sign-key")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--case", metavar="ID", help="a saved case (under MU_AUDIT_HOME)")
+    source.add_argument("--audit", metavar="DIR", help="the --out folder of an 'audit' run")
+    p.add_argument("--out", required=True, help="folder for report.html, report.pdf, evidence.json and bundle.zip")
+    p.add_argument("--redact", action="store_true", help="no training pixels, no raw indices: records named by a keyed hash")
+    p.add_argument("--sign-key", metavar="KEY", help="Ed25519 private key (from 'keygen') that signs the bundle's manifest")
+    p.add_argument("--no-pdf", action="store_true", help="skip the PDF (it is printed by headless Chromium)")
+    p.set_defaults(func=_report_command("cmd_report"))
+
+    p = sub.add_parser("keygen", help="write an Ed25519 key pair NAME.key and NAME.pub for signing bundles")
+    p.add_argument("--out", required=True, metavar="NAME")
+    p.set_defaults(func=_report_command("cmd_keygen"))
+
+    p = sub.add_parser("verify", help="check a bundle: every file, the signature and the audit trail (exit 1 if not intact)")
+    p.add_argument("bundle")
+    p.add_argument("--public-key", metavar="PUB", help="the signer's public key (default: the one in the bundle)")
+    p.set_defaults(func=_report_command("cmd_verify"))
+
+    p = sub.add_parser("replay", help="re-run a bundle's audit and compare every number (exit 1 if any differs)")
+    p.add_argument("bundle")
+    p.add_argument("--out", required=True, help="folder for the extracted bundle and the replayed audit")
+    p.add_argument("--public-key", metavar="PUB", help="the signer's public key (default: the one in the bundle)")
+    device_arg(p)
+    p.set_defaults(func=_report_command("cmd_replay"))
+
+    p = sub.add_parser("purge", help="delete a case and everything derived from it; a receipt goes to MU_AUDIT_HOME/purge-log.jsonl")
+    p.add_argument("--case", required=True, metavar="ID")
+    p.set_defaults(func=_report_command("cmd_purge"))
+
+    p = sub.add_parser("check-record", help="a data subject's answer in a (redacted) bundle, from their index and key")
+    p.add_argument("bundle")
+    p.add_argument("--index", required=True, type=int, help="the training index of the record")
+    p.add_argument("--key", help="the data subject's key (64 hex characters)")
+    p.add_argument("--secret", metavar="FILE", help="the controller's redaction.secret: also prints the subject's key to hand over")
+    p.set_defaults(func=_report_command("cmd_check_record"))
 
     p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
     p.set_defaults(func=cmd_list)

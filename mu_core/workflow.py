@@ -6,6 +6,7 @@ them in ``case.json``. Steps take a ``progress`` callback that may raise ``RunCa
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -105,7 +106,9 @@ def case_train(
         model, record = fit_sisa(data, arch, config, shards=sisa[0], slices=sisa[1], train_indices=indices, progress=progress)
     else:
         model, record = fit_model(data, arch, config, train_size=train_size, progress=progress)
-    return _save_role(case, "original", model, record)
+    entry = _save_role(case, "original", model, record)
+    case.log("train", role="original", sha256=entry["sha256"], arch=arch, dataset=dataset, seed=seed, sisa=list(sisa) if sisa else None)
+    return entry
 
 
 def case_import_model(
@@ -135,7 +138,9 @@ def case_import_model(
         data = load_dataset(DatasetSpec.from_dict(record.dataset))
         record = record.with_updates(metrics={"test_acc": accuracy(model, data.x_test, data.y_test)})
     record = record.with_updates(metrics={**record.metrics, "imported_from": filename})
-    return _save_role(case, "original", model, record)
+    entry = _save_role(case, "original", model, record)
+    case.log("import", role="original", sha256=entry["sha256"], upload_sha256=hashlib.sha256(content).hexdigest(), arch=record.arch)
+    return entry
 
 
 def case_set_forget(case: Case, request: ForgetRequest) -> dict:
@@ -153,7 +158,9 @@ def case_set_forget(case: Case, request: ForgetRequest) -> dict:
 
     path = write_request(request, case.path("forget.json"))
     entry = {"file": "forget.json", "sha256": sha256_file(path), "count": len(request), "kind": request.kind, "describe": request.describe()}
-    return case.set_entry("forget", entry)
+    manifest = case.set_entry("forget", entry)
+    case.log("forget", sha256=entry["sha256"], count=entry["count"], kind=request.kind)
+    return manifest
 
 
 def case_unlearn(case: Case, method: str, params: dict[str, Any] | None = None, *, progress: Progress | None = None) -> dict:
@@ -169,6 +176,8 @@ def case_unlearn(case: Case, method: str, params: dict[str, Any] | None = None, 
     result = unlearn(model, record, request.indices, method=method, params=params, source_sha256=sha256_file(case.file("original")), progress=progress)
     role = "retrained" if method == "retrain" else "unlearned"
     entry = _save_role(case, role, result.model, result.record)
+    case.log("unlearn", role=role, method=method, params=(result.record.unlearning or {}).get("params"), sha256=entry["sha256"],
+             source_sha256=(case.entry("original") or {}).get("sha256"))
     return entry
 
 
@@ -211,6 +220,12 @@ def case_audit(
         case.update(references={"file": "references"})
     case.set_entry("audit", {"file": "audit", "attacks": list(result.data["attacks"]), "models": list(models),
                              "verdict": result.data["verdict"]})
+    from .models import sha256_file
+
+    case.log("audit", report_sha256=sha256_file(case.path("audit", "report.json")), verdict=result.data["verdict"],
+             models={role: (case.entry(role) or {}).get("sha256") for role in models},
+             settings={"attacks": list(result.data["attacks"]), "seed": seed, "reference_models": reference_models, "method": method,
+                       "margin": margin, "alpha": alpha, "bootstrap": bootstrap})
     return result.data
 
 
@@ -236,6 +251,8 @@ def case_compare(
         save_model(res.model, res.record.with_updates(unlearning=unlearning), case.path("compare", "models", f"{name}.safetensors"))
     _save_role(case, "retrained", result.models["retrain"].model, result.models["retrain"].record)
     case.update(compare={"file": "compare", "methods": list(result.rows), "grid": grid, "floor": floor, "repeats": repeats})
+    case.log("unlearn", role="compare", methods=list(result.rows), grid=grid, floor=floor, repeats=repeats,
+             retrained_sha256=(case.entry("retrained") or {}).get("sha256"))
     return result.to_dict()
 
 
@@ -256,6 +273,7 @@ def case_explain(case: Case, layers: list[str] | None = None, *, seed: int = 0, 
     sources = {role: (case.entry(role) or {}).get("sha256") for role in models}
     case.set_entry("neurons", {"file": "neurons", "models": list(models), "layers": [layer["name"] for layer in result.data["layers"]],
                                "sources": sources, "seconds": result.data["seconds"]})
+    case.log("explain", models=sources, layers=layers, seed=seed)
     return result.data
 
 
@@ -267,7 +285,9 @@ def case_use_method(case: Case, method: str) -> dict:
     if not path.is_file():
         raise AuditInputError(f"No compared model for '{method}' in this case; run the comparison first.")
     model, record = load_model(path)
-    return _save_role(case, "unlearned", model, record)
+    entry = _save_role(case, "unlearned", model, record)
+    case.log("unlearn", role="unlearned", method=method, from_compare=True, sha256=entry["sha256"])
+    return entry
 
 
 def make_demo_case(store: CaseStore | None = None, *, progress: Progress | None = None) -> Case:
@@ -359,6 +379,7 @@ def case_invert(
     entry = {"file": INVERSION_DIR, "target": target, "target_sha256": sha256_file(case.file(target)), "setting": result.setting,
              "top1_share": result.top1_share, "label_accuracy": result.label_accuracy, "samples": len(result.samples)}
     case.set_entry("inversion", entry)
+    case.log("invert", target=target, target_sha256=entry["target_sha256"], setting=result.setting, samples=entry["samples"], seed=seed)
     return result.to_dict()
 
 

@@ -120,9 +120,12 @@ for saved in cases:
                 except AuditInputError as exc:
                     st.error(str(exc))
         with c4.popover("Delete"):
-            st.write("Delete this case and every file in it?")
+            st.write("Delete this case and everything derived from it (models, references, reconstructions, reports)? "
+                     "A receipt without data is kept in purge-log.jsonl.")
             if st.button("Delete for good", key=f"delete-{saved.id}", type="primary"):
-                ui.store().delete(saved.id)
+                from mu_core.report.purge import purge_case
+
+                purge_case(saved.id, ui.store())
                 if is_current:
                     ui.open_case(None)
                 st.rerun()

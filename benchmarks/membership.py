@@ -43,8 +43,8 @@ def main() -> None:
     import torch
 
     from mu_core.attacks import list_attacks
-    from mu_core.attacks.reference import FILE_NAME, heldout_pool, train_references
-    from mu_core.audit.report import run_audit
+    from mu_core.attacks.reference import FILE_NAME, reference_pool, train_references
+    from mu_core.audit.report import audit_samples, run_audit
     from mu_core.data import DatasetSpec, load_dataset
     from mu_core.device import pick_device
     from mu_core.forget import random_request
@@ -65,7 +65,8 @@ def main() -> None:
           f"test {record.metrics['test_acc']:.1%} ({record.metrics['train_seconds']:.0f} s). Forget: {len(request)} random samples; "
           f"{args.method}: {unlearned.seconds:.1f} s; retrain: {retrained.seconds:.1f} s.")
 
-    pool = heldout_pool(len(record.train_indices), data.n_test)
+    held_out, nonmembers = audit_samples(record, data, request.indices)
+    pool = reference_pool(len(record.train_indices), held_out, nonmembers)  # the population the audit's reference models use
     work = Path(tempfile.mkdtemp(prefix="mu_bench_refs_"))
     timings = {}
     sets = {}
@@ -102,7 +103,7 @@ def main() -> None:
             print(f"| {attack} | {secs:.1f} | {result['not_run']} | | | | |")
             continue
         if report["attack_info"][attack]["kind"] != "roc":
-            print(f"| {attack} | {secs:.1f} | forgetting quality {result['forgetting_quality']:.3f} of 2, score {result['score']:.3f}, "
+            print(f"| {attack} | {secs:.1f} | forgetting quality {result['forgetting_quality']:.3f} of 1, score {result['score']:.3f}, "
                   f"median eps {fmt(result['epsilon_median'])} | | | | |")
             continue
         cells = []

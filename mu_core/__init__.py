@@ -60,6 +60,11 @@ _EXPORTS = {
     "roc_from_scores": "audit.metrics",
     "run_audit": "audit.report",
     "tpr_at_fpr": "audit.metrics",
+    "epsilon_lower_bound": "audit.metrics",
+    "judge": "audit.verdict",
+    "train_retrains": "audit.retrains",
+    "calibrate": "audit.calibration",
+    "run_demo": "demo",
     # case workflow
     "case_audit": "workflow",
     "case_invert": "workflow",

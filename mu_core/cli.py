@@ -1,4 +1,4 @@
-"""The command line: ``python -m mu_core {train,forget,unlearn,audit,compare,invert,explain,report,keygen,verify,replay,purge,check-record,list}``.
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,demo,compare,invert,explain,report,keygen,verify,replay,purge,check-record,list}``.
 
 Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
 what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
@@ -163,8 +163,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     paths = {"original": args.original, "unlearned": args.unlearned}
     if args.retrained:
-        paths["retrained"] = args.retrained
+        paths["retrained"] = args.retrained[0]
     models = {role: _load(path, args) for role, path in paths.items()}
+    more_retrained = [_load(path, args) for path in (args.retrained or [])[1:]]
     request = read_request(args.forget)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else None
     reference_dir = None
@@ -176,6 +177,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     method_params = parse_params(args.method, args.param or []) if args.method else None
     if args.reference_models < 2 or args.reference_models % 2:
         raise AuditInputError("--reference-models must be even and at least 2 (e.g. 16).")
+    from .audit.report import check_settings
+    from .audit.retrains import retrains_note
+
+    check_settings(margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap, attacks=attacks)
+    print(retrains_note(models["original"][1], args.retrains, len(args.retrained or []), len(request.indices), reference_dir), file=sys.stderr)
     if attacks and any(get_attack(a).reference_models for a in attacks):
         from .attacks.reference import estimate_reference_seconds
         from .data import DatasetSpec, load_dataset
@@ -190,7 +196,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = _with_bar(
         "audit", run_audit, models, request.indices, attacks=attacks, seed=args.seed, model_files=paths, device=args.device,
         reference_models=args.reference_models, reference_dir=reference_dir, method=args.method, method_params=method_params,
-        margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap,
+        margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap, retrains=args.retrains, more_retrained=more_retrained,
     )
     path = result.write(args.out)
     if reference_dir is not None and reference_dir.parent == Path(args.case):
@@ -331,6 +337,14 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_lines, run_demo
+
+    summary = _with_bar("demo", run_demo, args.out)
+    print("\n".join(demo_lines(summary, Path(args.out))))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     from .attacks import list_attacks
     from .data import list_datasets
@@ -408,7 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("audit", help="membership-inference audit of original, unlearned and retrained models")
     p.add_argument("--original", required=True)
     p.add_argument("--unlearned", required=True)
-    p.add_argument("--retrained")
+    p.add_argument("--retrained", action="append", metavar="FILE", help="an exact retrain (repeatable: several retrains with different seeds)")
+    p.add_argument("--retrains", type=int, default=4, metavar="K",
+                   help="the reference holds K exact retrains: the --retrained files, the rest trained with consecutive seeds "
+                        "(kept and reused with --case); 0: only the files given (default 4)")
     p.add_argument("--arch", help="architecture of plain state-dict models")
     data_args(p)
     p.add_argument("--forget", required=True)
@@ -425,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for report.json, scores.csv, roc.csv and records.csv")
     device_arg(p)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("demo", help="the teaching demo: a weak method caught (not_forgotten), the retrain cleared (forgotten)")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new folder for the models, forget.json, audit/ and audit-retrain/")
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("compare", help="run several unlearning methods on one request and compare them with retraining")
     p.add_argument("--model", required=True)

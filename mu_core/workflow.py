@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ._types import Progress, sub_progress
+from ._types import Progress
 from .case import Case, CaseStore, atomic_write_bytes, atomic_write_text
 from .errors import AuditInputError
 from .forget import ForgetRequest, read_request, validate_indices, write_request
@@ -196,11 +196,14 @@ def case_audit(
     margin: float = 0.1,
     alpha: float = 0.05,
     bootstrap: int = 200,
+    retrains: int = 4,
     progress: Progress | None = None,
 ) -> dict:
     """Run the membership audit on every model the case has; writes ``audit/report.json`` (and CSVs).
 
-    Reference models are kept in the case's ``references/`` folder and reused by later audits.
+    Reference models are kept in the case's ``references/`` folder and reused by later audits, and so
+    are the verdict's exact retrains (``retrains`` in all, the case's retrained model first; see
+    :mod:`mu_core.audit.retrains`).
     """
     from .audit.report import run_audit
 
@@ -214,7 +217,7 @@ def case_audit(
         raise AuditInputError("This case has no model yet: train or upload a model first.")
     result = run_audit(models, request.indices, attacks=attacks, seed=seed, model_files=files, progress=progress,
                        reference_models=reference_models, reference_dir=case.path("references"), method=method,
-                       margin=margin, alpha=alpha, bootstrap=bootstrap)
+                       margin=margin, alpha=alpha, bootstrap=bootstrap, retrains=retrains)
     result.write(case.path("audit"))
     if case.path("references").is_dir() and not case.entry("references"):
         case.update(references={"file": "references"})
@@ -291,18 +294,15 @@ def case_use_method(case: Case, method: str) -> dict:
 
 
 def make_demo_case(store: CaseStore | None = None, *, progress: Progress | None = None) -> Case:
-    """A ready digits case: a trained ``cnn``, 100 random samples to forget, the retrained reference."""
-    from .forget import random_request
-    from .models.io import read_record
+    """The teaching demo as a case (:mod:`mu_core.demo`, the same as ``python -m mu_core demo``): an
+    overfit digits ``mlp``, 100 random samples to forget, a weak method (``neggrad``) the audit finds
+    ``not_forgotten``, the retrain it finds ``forgotten``, and both audits."""
+    from .demo import build_demo
 
     store = store or CaseStore()
     case = store.create("Digits demo")
     try:
-        case_train(case, "digits", "cnn", progress=sub_progress(progress, 0.0, 0.5))
-        record = read_record(case.file("original"))
-        assert record is not None
-        case_set_forget(case, random_request(record.train_indices, DEMO_FORGET_SIZE, seed=0))
-        case_retrain(case, progress=sub_progress(progress, 0.5, 1.0))
+        build_demo(case, progress=progress)
     except BaseException:
         store.delete(case.id)
         raise

@@ -31,11 +31,13 @@ from mu_core.audit.verdict import VERDICT_RULE  # noqa: E402
 from mu_core.plots import exposure_figure, per_class_figure, roc_figure  # noqa: E402
 from mu_core.workflow import case_audit  # noqa: E402
 
-missing = [role for role in ("unlearned", "retrained") if not case.entry(role)]
-if missing:
-    st.info(f"This case has no {' and no '.join(missing)} model yet; the audit covers the models it has "
-            "(without a retrained model the reference is chance, AUC 0.5).")
+if not case.entry("unlearned"):
+    st.info("This case has no unlearned model yet: the audit measures the original (and the retrained model, if any), "
+            "but there is nothing to give a verdict on.")
     ui.link("unlearn", "Go to Unlearn", ":material/arrow_forward:")
+elif not case.entry("retrained"):
+    st.info("This case has no retrained model yet: the audit trains the exact retrains its reference needs "
+            "(see Retrains below); with 0 retrains the reference is chance, AUC 0.5.")
 
 with st.container(border=True):
     st.markdown("**Attacks**")
@@ -77,6 +79,20 @@ with st.container(border=True):
         chosen = st.selectbox("Unlearning method to replicate (U-LiRA, kaggle_epsilon)", options, key="audit_method",
                               help=f"The unlearned model records '{recorded}'." if recorded else "The unlearned model records no method.")
         method = None if chosen == options[0] else chosen
+    from mu_core.audit.retrains import DEFAULT_RETRAINS, MAX_RETRAINS, retrains_note
+    from mu_core.models.io import read_record
+
+    left, right = st.columns(2)
+    retrains = left.number_input(
+        "Retrains", 0, MAX_RETRAINS, DEFAULT_RETRAINS, 1, key="audit_retrains",
+        help="Exact retrains (the original's recipe, consecutive seeds) whose spread the verdict's test includes: two retrains "
+             "differ by chance, and an unlearned model must be judged against that spread. The case's retrained model counts "
+             "as the first; the rest are trained once and kept in the case.")
+    note_key = f"retrains_note_{case.id}_{(case.entry('original') or {}).get('sha256')}_{int(retrains)}_{bool(case.entry('retrained'))}"
+    if note_key not in st.session_state:  # an imported model without a recorded training time is timed once
+        st.session_state[note_key] = retrains_note(read_record(case.file("original")), int(retrains), int(bool(case.entry("retrained"))),
+                                                   int((case.entry("forget") or {}).get("count", 0)), case.path("references"))
+    right.caption(st.session_state[note_key])
     with st.expander("Verdict settings"):
         c1, c2, c3 = st.columns(3)
         margin = c1.number_input("Equivalence margin (AUC)", 0.01, 0.49, 0.1, 0.01, key="audit_margin")
@@ -88,7 +104,8 @@ audit_key = ui.job_key(case, "audit")
 job = ui.jobs().get(audit_key)
 if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=bool(job and job.running), key="audit_button"):
     chosen_attacks = list(attacks) or list(DEFAULT_ATTACKS)
-    settings = {"reference_models": int(k), "method": method, "margin": float(margin), "alpha": float(alpha), "bootstrap": int(bootstrap)}
+    settings = {"reference_models": int(k), "method": method, "margin": float(margin), "alpha": float(alpha), "bootstrap": int(bootstrap),
+                "retrains": int(retrains)}
     if ui.start_job(audit_key, "Membership audit", lambda progress: case_audit(case, chosen_attacks, progress=progress, **settings)):
         st.rerun()
 ui.job_status(audit_key)
@@ -105,6 +122,27 @@ icon = {"forgotten": ":material/check_circle:", "not_forgotten": ":material/erro
 show(f"**{verdict.replace('_', ' ').capitalize()}.** {report.get('verdict_reason', '')}", icon=icon)
 if report.get("over_unlearning"):
     st.warning("Over-unlearning: the forget set now looks less member-like than retraining would leave it.", icon=":material/warning:")
+demo = case.entry("demo") or {}
+if demo and demo.get("unlearned_sha256") == (case.entry("unlearned") or {}).get("sha256"):
+    show_retrain = {"forgotten": st.success, "not_forgotten": st.error}.get(demo["retrain_verdict"], st.warning)
+    show_retrain(f"**The exact retrain, audited the same way: {demo['retrain_verdict'].replace('_', ' ')}.** {demo['retrain_reason']} "
+                 f"(demo: {demo['weak_method']} is the weak method above; built in {demo['seconds']['cpu']:.0f} s of CPU time)",
+                 icon=":material/school:")
+power = report.get("power") or {}
+reference = report.get("reference") or {}
+if power:
+    st.markdown("**Power**: can the audit tell even the untouched original from the reference? "
+                + ("Yes: at least one attack does, with confidence." if report.get("has_power") else
+                   "No: so a verdict of *forgotten* cannot be given (see the reason above)."))
+    rows = [{"attack": a, "original - reference (AUC)": p["d"], "low": p["d_ci"][0], "high": p["d_ci"][1],
+             "retrains' AUC sd": (reference.get("auc_spread", {}).get(a) or {}).get("sd"),
+             "retrains' AUC range": (reference.get("auc_spread", {}).get(a) or {}).get("range")} for a, p in power.items()]
+    st.dataframe(pd.DataFrame(rows).style.format({c: "{:+.3f}" for c in ("original - reference (AUC)", "low", "high")} |
+                                                 {"retrains' AUC sd": "{:.3f}", "retrains' AUC range": "{:.3f}"}, na_rep="n/a"),
+                 hide_index=True, key="power_table")
+if reference:
+    st.caption(f"Reference: {reference.get('retrains', 0)} exact retrain(s), seeds {reference.get('seeds')}"
+               + (f", {reference['trained']} trained by this audit." if reference.get("trained") else "."))
 with st.expander("How the verdict is decided"):
     st.markdown(report.get("verdict_rule", VERDICT_RULE))
     detail = report.get("verdict_detail") or {}
@@ -117,6 +155,7 @@ for attack, per_model in roc_attacks.items():
     for role, r in per_model.items():
         ci = r.get("auc_ci") or [None, None]
         rows.append({"attack": attack, "model": role, "AUC": r["auc"], "AUC 95% low": ci[0], "AUC 95% high": ci[1],
+                     "epsilon lower bound": r.get("epsilon_lower"),
                      "TPR @ 1% FPR": r.get("tpr_at_1pct_fpr"), "TPR @ 0.1% FPR": r.get("tpr_at_0p1pct_fpr"),
                      "seconds": report["provenance"].get("attack_seconds", {}).get(attack)})
 if rows:
@@ -125,9 +164,11 @@ if rows:
     numeric = [c for c in summary.columns if c not in ("attack", "model")]
     summary[numeric] = summary[numeric].apply(pd.to_numeric, errors="coerce")  # None -> NaN, shown as n/a
     st.dataframe(summary.style.format(
-        {"AUC": "{:.3f}", "AUC 95% low": "{:.3f}", "AUC 95% high": "{:.3f}", "TPR @ 1% FPR": "{:.1%}", "TPR @ 0.1% FPR": "{:.1%}",
+        {"AUC": "{:.3f}", "AUC 95% low": "{:.3f}", "AUC 95% high": "{:.3f}", "epsilon lower bound": "{:.2f}", "TPR @ 1% FPR": "{:.1%}",
+         "TPR @ 0.1% FPR": "{:.1%}",
          "seconds": "{:.1f}"}, na_rep="n/a"), key="attack_summary", hide_index=True)
-    st.caption("TPR at a low FPR needs at least 1/FPR non-members to mean anything; it shows n/a when there are fewer.")
+    st.caption("TPR at a low FPR needs at least 1/FPR non-members to mean anything; it shows n/a when there are fewer. "
+               + report.get("epsilon_note", ""))
 
 for attack, result in report["attacks"].items():
     if "not_run" in result:
@@ -136,7 +177,7 @@ for attack, result in report["attacks"].items():
         st.markdown(f"#### {attack}")
         st.caption(report["attack_info"][attack]["summary"])
         cols = st.columns(3)
-        cols[0].metric("Forgetting quality (of 2)", f"{result.get('forgetting_quality', 0):.3f}")
+        cols[0].metric("Forgetting quality (of 1)", f"{result.get('forgetting_quality', 0):.3f}")
         cols[1].metric("Score", f"{result.get('score', 0):.3f}")
         cols[2].metric("Median epsilon", "n/a" if result.get("epsilon_median") is None else f"{result['epsilon_median']:.2f}")
         st.json(result, expanded=False)
@@ -157,10 +198,15 @@ if records:
     from mu_core.data import DatasetSpec, load_dataset
 
     st.subheader("Forgotten records")
-    counts = pd.Series([r["verdict"] for r in records]).value_counts()
-    st.caption(f"Per-record verdicts under the {records[0]['attack']} attack: " +
-               ", ".join(f"{n} {v.replace('_', ' ')}" for v, n in counts.items()) +
-               ". Exposure = -log2 of the share of held-out samples that score at least as high (0: typical of unseen data).")
+    counts = report.get("record_counts") or pd.Series([r["verdict"] for r in records]).value_counts().to_dict()
+    cols = st.columns(3)
+    for col, (name, label) in zip(cols, [("forgotten", "Forgotten"), ("not_forgotten", "Not forgotten"), ("inconclusive", "Inconclusive")],
+                                  strict=True):
+        col.metric(label, int(counts.get(name, 0)))
+    st.caption(f"Per-record verdicts under the {records[0]['attack']} attack. *Forgotten* needs positive evidence: the original "
+               "exposed the record (more than any retrain) and the unlearned model no longer does; a record the original never "
+               "exposed is *inconclusive*, not forgotten. Exposure = -log2 of the share of held-out samples that score at least "
+               "as high (0: typical of unseen data).")
     st.plotly_chart(exposure_figure(records), key="exposure")
     data = load_dataset(DatasetSpec.from_dict(report["provenance"]["dataset"]))
     table = pd.DataFrame(records)
@@ -169,7 +215,7 @@ if records:
         table[["image", "index", "class", "score", "p_value", "exposure", "retrained_p_value", "original_p_value", "verdict"]],
         column_config={"image": st.column_config.ImageColumn("sample", width="small"),
                        "p_value": st.column_config.NumberColumn("p (unlearned)", format="%.3f"),
-                       "retrained_p_value": st.column_config.NumberColumn("p (retrained)", format="%.3f"),
+                       "retrained_p_value": st.column_config.NumberColumn("p (retrains, median)", format="%.3f"),
                        "original_p_value": st.column_config.NumberColumn("p (original)", format="%.3f"),
                        "exposure": st.column_config.NumberColumn(format="%.2f"), "score": st.column_config.NumberColumn(format="%.3f")},
         hide_index=True, key="records_table",

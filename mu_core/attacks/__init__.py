@@ -175,4 +175,4 @@ class AttackContext:
 
 
 from . import threshold  # noqa: E402,F401,I001  (registers the attacks, in this order)
-from . import learned, reference_attacks, unlearning  # noqa: E402, F401
+from . import label_only, learned, reference_attacks, unlearning  # noqa: E402, F401

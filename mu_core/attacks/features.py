@@ -1,5 +1,7 @@
-"""Per-sample quantities attacks are built from: logits under augmentations, and the scores of
-``../shared/REFERENCES.md`` computed stably from logits."""
+"""Per-sample quantities attacks are built from: logits under augmentations, the scores of
+``../shared/REFERENCES.md`` computed stably from logits, Song & Mittal's modified entropy and
+SalUn's confidence SVC (:mod:`mu_core.audit.efficacy` imports the last two: attacks never import
+the audit)."""
 
 from __future__ import annotations
 
@@ -70,3 +72,48 @@ def lira_phi(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
 
 def probabilities(logits: torch.Tensor) -> np.ndarray:
     return torch.softmax(logits.double(), dim=-1).numpy()
+
+
+#: The SVC's feature is rounded to this before fitting (see :func:`fit_confidence_svc`).
+SVC_RESOLUTION = 1e-3
+
+
+def modified_entropy(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-30) -> np.ndarray:
+    """Song & Mittal (2021): Mentr = -(1 - p_y) log p_y - sum_{i != y} p_i log(1 - p_i).
+
+    Lower means more member-like. (A widely copied implementation writes log(p_i) where the
+    formula has log(1 - p_i); this one follows the paper.)
+
+    >>> round(float(modified_entropy(np.array([[0.7, 0.2, 0.1]]), np.array([0]))[0]), 4)
+    0.1622
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels)
+    rows = np.arange(len(labels))
+    p_y = probs[rows, labels]
+    other = probs.copy()
+    other[rows, labels] = 0.0
+    term_y = -(1.0 - p_y) * np.log(np.maximum(p_y, eps))
+    term_other = -np.sum(other * np.log(np.maximum(1.0 - other, eps)), axis=1)
+    return term_y + term_other
+
+
+def confidence_svc():
+    """SalUn's MIA-efficacy classifier: an RBF SVC (C = 3, gamma "auto") on one confidence feature."""
+    from sklearn.svm import SVC
+
+    return SVC(C=3, gamma="auto", kernel="rbf")
+
+
+def fit_confidence_svc(members: np.ndarray, nonmembers: np.ndarray, *, resolution: float = SVC_RESOLUTION):
+    """:func:`confidence_svc` fitted on one feature, members labelled 1 and non-members 0.
+
+    The feature is rounded to ``resolution`` and equal (value, label) pairs are merged into one
+    point weighted by their count. That is exactly the SVC on the rounded data (equal points add
+    equal hinge terms), and at gamma 1 the kernel cannot tell values 0.001 apart, so every sample
+    can be used: 10,000 per side fit in about 0.1 s.
+    """
+    values = np.r_[np.ravel(members), np.ravel(nonmembers)].astype(np.float64)
+    labels = np.r_[np.ones(np.size(members), dtype=np.int64), np.zeros(np.size(nonmembers), dtype=np.int64)]
+    points, counts = np.unique(np.stack([np.round(values / resolution), labels], axis=1), axis=0, return_counts=True)
+    return confidence_svc().fit(points[:, :1] * resolution, points[:, 1].astype(np.int64), sample_weight=counts.astype(np.float64))

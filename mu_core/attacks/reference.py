@@ -1,7 +1,11 @@
 """Reference ("shadow") models for LiRA, RMIA, the learned and the unlearning-specific attacks.
 
-**Population.** The original's training set plus the held-out pool the audit's non-members come
-from (:func:`heldout_pool`), so every target (forgotten sample or non-member) is in it. Each of
+**Population.** The original's training set plus as many held-out samples as it has
+(:func:`reference_pool`: the audit's non-members, topped up from the held-out pool they come
+from), so every target (forgotten sample or non-member) is in it and each model's random half
+holds as many samples as the original trained on: LiRA and RMIA assume references trained like
+the target. When the held-out data is too small for that, the halves are smaller and the
+report says so (``provenance.reference_models.note``). Each of
 K reference models trains on a random half, drawn as in LiRA's code: for each sample, a random
 half of the K models get it (so every target has K/2 IN and K/2 OUT models). The recipe is the
 original's (architecture, optimiser, epochs, batch size), with seeds 1000 + k.
@@ -34,7 +38,7 @@ from .._types import Progress, report
 from ..errors import AuditInputError
 from .features import augmentations, logits_under
 
-__all__ = ["ReferenceSet", "estimate_reference_seconds", "get_references", "heldout_pool", "train_references"]
+__all__ = ["ReferenceSet", "estimate_reference_seconds", "get_references", "heldout_pool", "reference_pool", "train_references"]
 
 REFERENCE_SEED = 1000
 FILE_NAME = "references.safetensors"
@@ -54,6 +58,25 @@ def heldout_pool(n_train_model: int, n_test: int, seed: int = 0) -> np.ndarray:
         return np.arange(n_test, dtype=np.int64)
     rng = np.random.default_rng(seed + 7919)
     return np.sort(rng.choice(n_test, size=size, replace=False)).astype(np.int64)
+
+
+def reference_pool(n_train_model: int, pool: np.ndarray, nonmember_idx: np.ndarray, seed: int = 0) -> np.ndarray:
+    """The held-out part of the reference population: ``n_train_model`` test-split samples, the audit's
+    non-members first and the rest drawn (seeded) from ``pool``; all of ``pool`` when it is not larger.
+    Halves of (training set + this) then hold as many samples as the original trained on.
+
+    >>> held_out = reference_pool(4, np.arange(10), np.array([7, 9]))
+    >>> held_out.size, {7, 9} <= set(held_out.tolist())
+    (4, True)
+    """
+    pool = np.asarray(pool, dtype=np.int64)
+    if pool.size <= n_train_model:
+        return pool
+    must = np.intersect1d(nonmember_idx, pool)
+    rest = np.setdiff1d(pool, must)
+    take = max(int(n_train_model) - must.size, 0)
+    fill = np.random.default_rng(seed + 4217).choice(rest, size=min(take, rest.size), replace=False)
+    return np.sort(np.r_[must, fill]).astype(np.int64)
 
 
 def keep_mask(k: int, n: int, seed: int) -> np.ndarray:
@@ -290,7 +313,8 @@ def estimate_reference_seconds(record, data, k: int, *, device: torch.device | N
 
     device = device or pick_device(None)
     config = _config(record, 0)
-    n_half = (len(record.train_indices) + len(heldout_pool(len(record.train_indices), data.n_test))) // 2
+    n_train = len(record.train_indices)
+    n_half = (n_train + min(n_train, len(heldout_pool(n_train, data.n_test)))) // 2
     steps = config.epochs * ((n_half + config.batch_size - 1) // config.batch_size)
     probe_steps = 5
     keep = np.zeros((2, probe_steps * config.batch_size * 2), dtype=bool)
@@ -311,7 +335,8 @@ def estimate_reference_seconds(record, data, k: int, *, device: torch.device | N
 def get_references(ctx) -> ReferenceSet:
     """The context's reference set: loaded from ``ctx.reference_dir`` when it matches, else trained (and saved there)."""
     record = ctx.original_record
-    fp = fingerprint(record, ctx.pool_idx, ctx.reference_count)
+    pool = reference_pool(len(record.train_indices), ctx.pool_idx, ctx.nonmember_idx)
+    fp = fingerprint(record, pool, ctx.reference_count)
     path = Path(ctx.reference_dir) / FILE_NAME if ctx.reference_dir else None
     if path is not None and path.is_file():
         try:
@@ -321,7 +346,7 @@ def get_references(ctx) -> ReferenceSet:
                 return refs
         except (OSError, ValueError, KeyError, RuntimeError):
             pass  # a stale or damaged file is replaced below
-    refs = train_references(record, ctx.data, ctx.pool_idx, ctx.reference_count, batched=ctx.batched, device=ctx.device, progress=ctx.progress)
+    refs = train_references(record, ctx.data, pool, ctx.reference_count, batched=ctx.batched, device=ctx.device, progress=ctx.progress)
     if path is not None:
         refs.save(path)
     return refs

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from . import AttackContext, AttackNotApplicable, register_attack
-from .features import lira_phi, probabilities, true_log_prob
+from .features import fit_confidence_svc, lira_phi, modified_entropy, probabilities, true_log_prob
 
 #: The most calibration samples per side.
 CALIBRATION_PER_SIDE = 2000
@@ -91,8 +91,6 @@ def entropy_attack(ctx: AttackContext, role: str):
 
 
 def mentr_scores(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    from ..audit.efficacy import modified_entropy
-
     return -modified_entropy(probabilities(logits), y.numpy())
 
 
@@ -144,8 +142,6 @@ def correctness_attack(ctx: AttackContext, role: str):
     knowledge="black-box: probabilities and the true label; samples of known status to train the SVC",
 )
 def svc_attack(ctx: AttackContext, role: str):
-    from ..audit.efficacy import fit_confidence_svc
-
     (_, cy), (_, hy) = calibration_data(ctx)
     logits_in, logits_out = calibration_logits(ctx, role)
     n = min(len(cy), len(hy))

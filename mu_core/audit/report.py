@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._types import Progress, report
+from .._types import Progress, report, sub_progress
 from ..attacks import DEFAULT_ATTACKS, get_attack
 from ..data import Dataset, DatasetSpec, load_dataset
 from ..device import pick_device
@@ -29,7 +29,7 @@ from ..models import ModelRecord
 from ..train import accuracy
 from .metrics import matched_nonmembers, roc_from_scores
 
-__all__ = ["MODEL_ROLES", "AuditReport", "run_audit"]
+__all__ = ["MODEL_ROLES", "AuditReport", "audit_samples", "check_settings", "run_audit"]
 
 #: The models an audit compares, in display order.
 MODEL_ROLES = ("original", "unlearned", "retrained")
@@ -122,9 +122,44 @@ def _check_compatible(models: dict[str, tuple[nn.Module, ModelRecord]]) -> Model
     return original
 
 
+def _reference_size(refs, n_train: int) -> dict:
+    """How many samples each reference model trained on, against the original's training set, with a note when fewer."""
+    each = round(float(refs.keep.sum(axis=1).mean()))
+    out = {"samples_each": each, "original_samples": int(n_train)}
+    if each < 0.95 * n_train:
+        out["note"] = (f"The population (the training set and {int(refs.pop_test.size)} held-out samples) is too small for reference "
+                       f"models to train on as many samples as the original ({n_train}): each trained on about {each}.")
+    return out
+
+
+def audit_samples(original: ModelRecord, data: Dataset, forget_idx: np.ndarray, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The held-out pool (test-split indices) and, drawn from it, the non-members matched to the forget set's classes."""
+    from ..attacks.reference import heldout_pool
+
+    pool = heldout_pool(len(original.train_indices), data.n_test, seed=0)
+    return pool, pool[matched_nonmembers(data.y_train.numpy()[forget_idx], data.y_test.numpy()[pool], seed=seed)]
+
+
+def check_settings(*, margin: float, alpha: float, bootstrap: int, attacks=None) -> None:
+    """Refuse verdict settings and attack names a user can get wrong, with one sentence."""
+    if not 0 < margin < 0.5:
+        raise AuditInputError("The equivalence margin must be between 0 and 0.5 (in AUC), e.g. 0.1.")
+    if not 0 < alpha < 0.5:
+        raise AuditInputError("alpha must be between 0 and 0.5, e.g. 0.05.")
+    if bootstrap < 20:
+        raise AuditInputError("Use at least 20 bootstrap resamples (200 is the default).")
+    for name in attacks or ():
+        get_attack(name)
+
+
 def _finite(x: float | None) -> float | None:
     return None if x is None or not np.isfinite(x) else float(x)
 
+
+EPSILON_NOTE = (
+    "epsilon_lower: an empirical epsilon lower bound (delta 0, 95% Clopper-Pearson bounds on TPR and FPR) at the attack's best "
+    "threshold. The threshold is picked on the same scores it is evaluated on, so the bound is optimistic."
+)
 
 #: Attacks preferred for per-record verdicts, strongest first (per-example calibrated ones first).
 RECORD_ATTACK_ORDER = ("ulira", "lira_online", "rmia_online", "lira_offline", "rmia_offline", "modified_entropy", "loss")
@@ -146,6 +181,8 @@ def run_audit(
     margin: float = 0.1,
     alpha: float = 0.05,
     bootstrap: int = 200,
+    retrains: int = 0,
+    more_retrained: list[tuple[nn.Module, ModelRecord]] | None = None,
     options: dict | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
@@ -158,10 +195,28 @@ def run_audit(
     Reference models (``reference_models`` of them) are trained only for attacks that need them,
     and kept in ``reference_dir`` when given. ``method`` names the unlearning method U-LiRA and
     the challenge score replicate (default: the unlearned model's record).
+
+    The verdict's reference is the exact retrains: ``models["retrained"]`` and ``more_retrained``
+    (already trained, e.g. several ``--retrained`` files), topped up to ``retrains`` by training the rest
+    with consecutive seeds (:mod:`mu_core.audit.retrains`; kept in ``reference_dir`` and reused). The
+    first retrain is the report's ``retrained`` model; every retrain is scored by every attack, and
+    ``reference`` holds their count, seeds and AUC spread. ``power`` says per attack how well the
+    original is told from the reference; ``forgotten`` requires it (:mod:`mu_core.audit.verdict`).
     """
     from ..attacks import AttackContext, AttackNotApplicable
-    from ..attacks.reference import heldout_pool
-    from .verdict import VERDICT_RULE, decide, per_class_aucs, record_verdicts, resamples, roc_intervals
+    from .metrics import epsilon_lower_bound
+    from .retrains import train_retrains
+    from .verdict import (
+        VERDICT_RULE,
+        auc_fast,
+        bootstrap_aucs,
+        decide,
+        per_class_aucs,
+        record_counts,
+        record_verdicts,
+        resamples,
+        roc_intervals,
+    )
 
     original = _check_compatible(models)
     data = dataset or load_dataset(DatasetSpec.from_dict(original.dataset))
@@ -170,28 +225,42 @@ def run_audit(
         recorded = rec.forget_indices
         if role != "original" and recorded is not None and not np.array_equal(np.unique(recorded), forget_idx):
             raise AuditInputError(f"The {role} model was made for a different forget request than the one given.")
-    if not 0 < margin < 0.5:
-        raise AuditInputError("The equivalence margin must be between 0 and 0.5 (in AUC), e.g. 0.1.")
-    if not 0 < alpha < 0.5:
-        raise AuditInputError("alpha must be between 0 and 0.5, e.g. 0.05.")
-    if bootstrap < 20:
-        raise AuditInputError("Use at least 20 bootstrap resamples (200 is the default).")
+    check_settings(margin=margin, alpha=alpha, bootstrap=bootstrap, attacks=attacks)
+    given = ([models["retrained"]] if "retrained" in models else []) + list(more_retrained or [])
+    for pair in given:
+        _check_compatible({"original": models["original"], "retrained": pair})
+        rec = pair[1]
+        if rec.forget_indices is not None and not np.array_equal(np.unique(rec.forget_indices), forget_idx):
+            raise AuditInputError("A retrained model was made for a different forget request than the one given.")
+    to_train = max(int(retrains) - len(given), 0)
+    taken = [rec.recipe.get("seed") for _, rec in given]
+    unlearned_record = models["unlearned"][1] if "unlearned" in models else None
+    if unlearned_record is not None and (unlearned_record.unlearning or {}).get("method") == "retrain":
+        taken.append(unlearned_record.recipe.get("seed"))  # an audited exact retrain is never its own reference
     attack_names = list(dict.fromkeys(attacks or DEFAULT_ATTACKS))
     infos = [get_attack(name) for name in attack_names]
     device = device if isinstance(device, torch.device) else pick_device(device)
 
     y_train, y_test = data.y_train.numpy(), data.y_test.numpy()
-    pool = heldout_pool(len(original.train_indices), data.n_test, seed=0)
-    nonmember_idx = pool[matched_nonmembers(y_train[forget_idx], y_test[pool], seed=seed)]
+    pool, nonmember_idx = audit_samples(original, data, forget_idx, seed=seed)
     fx, fy = data.x_train[torch.from_numpy(forget_idx)], data.y_train[torch.from_numpy(forget_idx)]
     retain_idx = np.setdiff1d(original.train_indices, forget_idx)
     rx, ry = data.x_train[torch.from_numpy(retain_idx)], data.y_train[torch.from_numpy(retain_idx)]
 
+    trained = train_retrains(models["original"][0], original, forget_idx, to_train, taken=taken,
+                             dataset=data, folder=reference_dir, device=device, progress=sub_progress(progress, 0.0, 0.3) if to_train else None)
+    all_retrains = given + trained
+    if all_retrains and "retrained" not in models:
+        models = {**models, "retrained": all_retrains[0]}
+    extra_roles = {f"retrain_{j + 2}": pair for j, pair in enumerate(all_retrains[1:])}
     roles = [r for r in MODEL_ROLES if r in models]
-    for role in roles:
-        models[role][0].to(device).eval()
+    scored_roles = roles + list(extra_roles)
+    everything = {**models, **extra_roles}
+    for role in scored_roles:
+        everything[role][0].to(device).eval()
     ctx = AttackContext(
-        models={r: models[r][0] for r in roles}, records={r: models[r][1] for r in roles}, data=data, member_idx=forget_idx,
+        models={r: everything[r][0] for r in scored_roles}, records={r: everything[r][1] for r in scored_roles}, data=data,
+        member_idx=forget_idx,
         nonmember_idx=nonmember_idx, pool_idx=pool, device=device, seed=seed, reference_count=reference_models,
         reference_dir=reference_dir, batched=batched, method=method, method_params=method_params, progress=None, options=dict(options or {}),
     )
@@ -202,6 +271,8 @@ def run_audit(
     boot: dict[str, dict[str, np.ndarray]] = {}
     point: dict[str, dict[str, float]] = {}
     timings: dict[str, float] = {}
+    retrain_scores: dict[str, list] = {}
+    progress = sub_progress(progress, 0.3, 1.0) if to_train else progress
     for i, info in enumerate(infos):
         ctx.progress = None if progress is None else (lambda f, m, i=i: progress((i + f) / total, m))
         report(progress, i / total, f"Attack '{info.name}'")
@@ -211,14 +282,23 @@ def run_audit(
                 attack_results[info.name] = info.scorer(ctx)
             else:
                 attack_results[info.name], scores[info.name] = {}, {}
-                for role in roles:
-                    report(progress, i / total, f"Attack '{info.name}' on the {role} model")
+                for role in scored_roles:
+                    report(progress, i / total, f"Attack '{info.name}' on the {role.replace('_', ' ')} model")
                     out = info.scorer(ctx, role)
                     if out is None:
                         continue
                     member_scores, nonmember_scores, extra = out if len(out) == 3 else (*out, {})
+                    if role in extra_roles:
+                        retrain_scores.setdefault(info.name, []).append((member_scores, nonmember_scores))
+                        if info.verdict and info.name in boot:
+                            boot[info.name].setdefault("extra", []).append(bootstrap_aucs(member_scores, nonmember_scores, idx))
+                            point[info.name].setdefault("extra", []).append(auc_fast(member_scores, nonmember_scores))
+                        continue
                     scores[info.name][role] = (member_scores, nonmember_scores)
                     result = roc_from_scores(member_scores, nonmember_scores).to_dict()
+                    eps = epsilon_lower_bound(member_scores, nonmember_scores)
+                    result["epsilon_lower"] = eps.pop("epsilon_lower")
+                    result["epsilon_lower_at"] = eps
                     intervals, aucs = roc_intervals(member_scores, nonmember_scores, idx)
                     result.update(intervals)
                     result["per_class"] = per_class_aucs(member_scores, nonmember_scores, y_train[forget_idx], y_test[nonmember_idx],
@@ -230,7 +310,8 @@ def run_audit(
                         point.setdefault(info.name, {})[role] = result["auc"]
         except AttackNotApplicable as exc:
             attack_results[info.name] = {"not_run": f"{info.name} did not run: {exc}."}
-            scores.pop(info.name, None)
+            for partial in (scores, boot, point, retrain_scores):
+                partial.pop(info.name, None)
         timings[info.name] = round(time.perf_counter() - started, 3)
 
     report(progress, len(infos) / total, "Accuracy and verdict")
@@ -242,10 +323,20 @@ def run_audit(
             "retain_acc": accuracy(model, rx, ry, device=device),
             "test_acc": accuracy(model, data.x_test, data.y_test, device=device),
         }
-        models[role][0].cpu()
-    decision = decide(boot, point, margin=margin, alpha=alpha)
+    for role in scored_roles:
+        everything[role][0].cpu()
+    for attack in boot:
+        if "retrained" in boot[attack]:
+            boot[attack]["retrains"] = np.stack([boot[attack].pop("retrained"), *boot[attack].pop("extra", [])], axis=1)
+            point[attack]["retrains"] = [point[attack].pop("retrained"), *point[attack].pop("extra", [])]
+    decision = decide(boot, point, margin=margin, alpha=alpha, seed=seed)
     record_attack = next((a for a in RECORD_ATTACK_ORDER if a in boot), next(iter(boot), None))
-    records = record_verdicts(record_attack, scores[record_attack], forget_idx, y_train[forget_idx], data.class_names) if record_attack else []
+    records = []
+    if record_attack:
+        per_model = dict(scores[record_attack])
+        if "retrained" in per_model:
+            per_model["retrains"] = [per_model["retrained"], *retrain_scores.get(record_attack, [])]
+        records = record_verdicts(record_attack, per_model, forget_idx, y_train[forget_idx], data.class_names)
     report(progress, 1.0, "Audit done")
 
     files = {role: str(path) for role, path in (model_files or {}).items()}
@@ -276,6 +367,7 @@ def run_audit(
         "reference_models": None if refs is None else {
             "count": refs.count, "population": int(refs.keep.shape[1]), "batched": refs.batched,
             "train_seconds": refs.seconds, "recipe": refs.recipe, "fingerprint": refs.fingerprint,
+            **_reference_size(refs, len(original.train_indices)),
         },
     }
     counts = np.bincount(y_train[forget_idx], minlength=data.num_classes)
@@ -286,9 +378,19 @@ def run_audit(
         "over_unlearning": decision["over_unlearning"],
         "verdict_rule": VERDICT_RULE,
         "verdict_settings": {"margin": margin, "alpha": alpha, "bootstrap": bootstrap, "attacks": list(boot),
-                             "reference": "retrained" if "retrained" in roles else "chance"},
+                             "reference": "retrained" if all_retrains else "chance"},
         "verdict_detail": decision["verdict_detail"],
+        "power": decision["power"],
+        "has_power": decision["has_power"],
+        "reference": {
+            "retrains": len(all_retrains),
+            "seeds": [rec.recipe.get("seed") for _, rec in all_retrains],
+            "trained": len(trained),
+            "auc_spread": decision["auc_spread"],
+        },
         "records": records,
+        "record_counts": record_counts(records),
+        "epsilon_note": EPSILON_NOTE,
         "attacks": attack_results,
         "attack_info": {
             info.name: {"summary": info.summary, "higher_means": info.higher_means, "knowledge": info.knowledge, "kind": info.kind,
@@ -317,7 +419,7 @@ def summarise(report_data: dict) -> str:
             aucs = ", ".join(f"{role} {res['auc']:.3f}" for role, res in per_model.items())
             parts.append(f"{attack} AUC (0.5 = indistinguishable from held-out data): {aucs}.")
         elif "forgetting_quality" in per_model:
-            parts.append(f"{attack}: forgetting quality {per_model['forgetting_quality']:.3f} of 2, score {per_model['score']:.3f}.")
+            parts.append(f"{attack}: forgetting quality {per_model['forgetting_quality']:.3f} of 1, score {per_model['score']:.3f}.")
     acc = ", ".join(f"{role} {u['forget_acc']:.1%}" for role, u in report_data["utility"].items())
     parts.append(f"Accuracy on the forget set: {acc}.")
     return " ".join(parts)

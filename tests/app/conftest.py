@@ -40,12 +40,18 @@ def texts(elements) -> list[str]:
 
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory: pytest.TempPathFactory):
-    """A digits demo case (model, 100 forgotten samples, retrained) and a copy with an unlearned model."""
+    """A digits case (the default cnn, 100 random samples forgotten, retrained) and a copy with an unlearned model.
+    (Built step by step: the home page's demo itself is the teaching case of :mod:`mu_core.demo`.)"""
     from mu_core.case import CaseStore
-    from mu_core.workflow import case_unlearn, make_demo_case
+    from mu_core.forget import random_request
+    from mu_core.models.io import read_record
+    from mu_core.workflow import case_retrain, case_set_forget, case_train, case_unlearn
 
     store = CaseStore(tmp_path_factory.mktemp("demo_home"))
-    demo = make_demo_case(store)
+    demo = store.create("Digits demo")
+    case_train(demo, "digits", "cnn")
+    case_set_forget(demo, random_request(read_record(demo.file("original")).train_indices, 100, seed=0))
+    case_retrain(demo)
     unlearned = store.create("Demo, unlearned")
     shutil.copytree(demo.dir, unlearned.dir, dirs_exist_ok=True)
     unlearned.update(name="Demo, unlearned", id=unlearned.id)

@@ -31,7 +31,8 @@ def test_home_demo_button_builds_a_ready_case_and_opens_it(audit_home: Path) -> 
     assert len(cases) == 1
     manifest = cases[0].manifest
     assert manifest["forget"]["count"] == 100
-    assert {"original", "forget", "retrained"} <= set(manifest)
+    assert {"original", "forget", "retrained", "unlearned", "audit", "demo"} <= set(manifest)
+    assert manifest["demo"]["weak_verdict"] == "not_forgotten" and manifest["demo"]["retrain_verdict"] == "forgotten"
     assert at.session_state["case_id"] == cases[0].id
     assert at.query_params["case"] in (cases[0].id, [cases[0].id])
 
@@ -125,14 +126,20 @@ def test_unlearn_page_runs_a_method_and_compares_accuracy(install_case, audit_ho
 def test_membership_page_audits_and_reports_all_three_models(install_case, audit_home: Path) -> None:
     case_id = install_case("unlearned")
     at = app("4_Membership").run()
+    assert not any("no unlearned" in t for t in texts(at.info))  # the case has both; no stale note
+    at.number_input(key="audit_retrains").set_value(2).run()
+    assert any("2 in the reference, 1 to train, estimated" in t for t in texts(at.caption))  # the estimate comes first
     at.button(key="audit_button").click()
     run_until(at, lambda a: any("Membership audit: done" in t for t in texts(a.success)))
     at.run()
     report = json.loads((audit_home / "cases" / case_id / "audit" / "report.json").read_text())
     assert set(report["attacks"]["loss"]) == {"original", "unlearned", "retrained"}
     assert report["verdict"] in ("forgotten", "not_forgotten", "inconclusive")
+    assert report["reference"]["retrains"] == 2 and (audit_home / "cases" / case_id / "references" / "retrains").is_dir()
     banner = texts(at.success) + texts(at.error) + texts(at.warning)
     assert any(report["verdict_reason"][:40] in t for t in banner)
+    assert [m.value for m in at.metric][:3] == [str(report["record_counts"][k]) for k in ("forgotten", "not_forgotten", "inconclusive")]
+    assert any("epsilon lower bound" in d.value.columns and "AUC" in d.value.columns for d in at.dataframe)  # beside AUC
     assert len(at.get("plotly_chart")) == 4  # linear ROC, log-log ROC, per-class AUC, per-record exposure
     assert len(report["records"]) == report["forget"]["count"]
     record_tables = [d.value for d in at.dataframe if "exposure" in d.value.columns]
@@ -146,6 +153,7 @@ def test_membership_page_runs_a_reference_model_attack_and_keeps_the_models(inst
     at.multiselect(key="audit_attacks").set_value(["loss", "lira_online"])
     at.run()
     at.slider(key="audit_refs").set_value(4)
+    at.number_input(key="audit_retrains").set_value(1)
     at.run()
     at.button(key="audit_button").click()
     run_until(at, lambda a: any("Membership audit: done" in t for t in texts(a.success)), timeout=240)

@@ -74,7 +74,8 @@ def test_train_forget_unlearn_audit_chain_writes_a_full_report(tmp_path, capsys)
     assert code == 0
     assert out.splitlines()[0] == f"wrote {report_dir / 'report.json'}"
     report = json.loads((report_dir / "report.json").read_text())
-    assert set(report["attacks"]["loss"]) == {"original", "unlearned"}
+    assert set(report["attacks"]["loss"]) == {"original", "unlearned", "retrained"}  # 4 exact retrains by default
+    assert report["reference"]["retrains"] == 4 and report["reference"]["trained"] == 4
     for role in ("original", "unlearned"):
         attack = report["attacks"]["loss"][role]
         assert 0.0 <= attack["auc"] <= 1.0 and attack["n_members"] == 20

@@ -12,8 +12,9 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	@touch $(STAMP)
 
+# 127.0.0.1 only unless sign-in is configured ([auth] in .streamlit/secrets.toml): see mu_core/serve.py
 run: $(STAMP)
-	$(PY) -m streamlit run app.py
+	$(PY) -m mu_core serve
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

@@ -9,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import streamlit as st
 
+from mu_core.case import MAX_NAME_CHARS
 from mu_core.errors import AuditInputError
 from pages._lib import ui
 
@@ -23,11 +24,20 @@ st.markdown(
 )
 
 case = ui.current_case()
+if not ui.auth_enabled():
+    st.caption(
+        ":material/person: **Single-user install**: every case on this server is visible to whoever opens it, so it "
+        "listens on 127.0.0.1 only (`make run`). For a team, configure sign-in in `.streamlit/secrets.toml` (see README)."
+    )
 
 # --- The current case at a glance -------------------------------------------------------------
 st.subheader("Current case")
 if case is None:
     st.info("No case is open. Try the demo below, or start on the **Model** page.")
+    last = ui.last_case_offer()
+    if last is not None:
+        st.button(f"Resume {ui.plain(last.name)}", key="resume_last", on_click=ui.open_case, args=(last.id,),
+                  help="The case this browser opened last.")
 else:
     manifest = case.manifest
     steps = [
@@ -93,7 +103,7 @@ def _new_case() -> None:
 
 with st.form("new-case", clear_on_submit=True, border=False):
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
-    c1.text_input("New case name", key="new_case_name", placeholder="e.g. Fashion-MNIST, class 3")
+    c1.text_input("New case name", key="new_case_name", max_chars=MAX_NAME_CHARS, placeholder="e.g. Fashion-MNIST, class 3")
     c2.form_submit_button("New case", on_click=_new_case)
 
 if not cases:
@@ -109,8 +119,8 @@ for saved in cases:
         c1, c2, c3, c4 = st.columns([4, 1, 1, 1], vertical_alignment="center")
         dataset = (m.get("dataset") or {}).get("name", "no data yet")
         done = sum(1 for k in ("original", "forget", "unlearned", "retrained", "audit") if m.get(k))
-        c1.markdown(f"**{m.get('name', saved.id)}**{'  ← current' if is_current else ''}  \n"
-                    f"{dataset} · {done}/5 steps · updated {m.get('updated', '')[:16].replace('T', ' ')}")
+        c1.markdown(f"**{ui.plain(m.get('name', saved.id))}**{'  ← current' if is_current else ''}  \n"
+                    f"{ui.plain(dataset)} · {done}/5 steps · updated {m.get('updated', '')[:16].replace('T', ' ')}")
         c2.button("Open", key=f"open-{saved.id}", on_click=ui.open_case, args=(saved.id,), disabled=is_current)
         with c3.popover("Rename"):
             new_name = st.text_input("Name", value=m.get("name", ""), key=f"name-{saved.id}")
@@ -123,7 +133,10 @@ for saved in cases:
         with c4.popover("Delete"):
             st.write("Delete this case and everything derived from it (models, references, reconstructions, reports)? "
                      "A receipt without data is kept in purge-log.jsonl.")
-            if st.button("Delete for good", key=f"delete-{saved.id}", type="primary"):
+            busy = ui.case_jobs(saved)
+            if busy:
+                st.caption(f"{busy[0].label} is running on it: cancel it first.")
+            if st.button("Delete for good", key=f"delete-{saved.id}", type="primary", disabled=bool(busy)):
                 from mu_core.report.purge import purge_case
 
                 purge_case(saved.id, ui.store())

@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 def page_times(home: Path, case_id: str, runs: int = 3) -> list[float]:
     from streamlit.testing.v1 import AppTest
 
-    (home / "last_case").write_text(case_id)
     times = []
     for _ in range(runs):
         at = AppTest.from_file(str(ROOT / "pages" / "6_Neurons.py"), default_timeout=120)
+        at.query_params["case"] = case_id  # a session opens a case only by its URL
         started = time.perf_counter()
         at.run()
         times.append(time.perf_counter() - started)

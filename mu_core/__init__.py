@@ -22,6 +22,11 @@ _EXPORTS = {
     "Case": "case",
     "CaseStore": "case",
     "audit_home": "case",
+    "clean_name": "case",
+    # safety: the launcher's listen address, data folders a file cannot choose
+    "serve_command": "serve",
+    "auth_configured": "serve",
+    "trusted_root": "data",
     # data
     "Dataset": "data",
     "DatasetSpec": "data",

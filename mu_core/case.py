@@ -20,6 +20,8 @@ import secrets
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ except ImportError:  # Windows: the in-process lock only
 
 __all__ = [
     "LOG_FILE",
+    "MAX_NAME_CHARS",
     "Case",
     "CaseStore",
     "append_chained",
@@ -41,6 +44,7 @@ __all__ = [
     "atomic_write_text",
     "audit_home",
     "check_chain",
+    "clean_name",
     "redact_chain",
 ]
 
@@ -236,49 +240,139 @@ class Case:
         return f"Case({self.id!r})"
 
 
-class CaseStore:
-    """The cases under a home folder (default :func:`audit_home`)."""
+#: Longest case name kept (longer names are cut).
+MAX_NAME_CHARS = 120
+STAGING = ".staging"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
-    def __init__(self, home: str | Path | None = None) -> None:
+
+def clean_name(name: object) -> str:
+    """A case name as plain text: control and direction characters removed, whitespace
+    collapsed, at most ``MAX_NAME_CHARS`` characters. (Pages also show it escaped, never as markup.)"""
+    text = _CONTROL.sub(" ", str(name)[: MAX_NAME_CHARS * 4])
+    text = " ".join(text.split())
+    return text[:MAX_NAME_CHARS].strip()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+class CaseStore:
+    """The cases under a home folder (default :func:`audit_home`).
+
+    With ``owner`` (a signed-in user's id) the store records that owner in every case it
+    creates and sees only that owner's cases: listing, opening, renaming and deleting anyone
+    else's case is refused exactly as for a case that does not exist. Without ``owner`` (the
+    command line, a single-user install) every case is visible.
+    """
+
+    def __init__(self, home: str | Path | None = None, *, owner: str | None = None) -> None:
         self.home = Path(home) if home else audit_home()
         self.root = self.home / "cases"
+        self.owner = owner
+
+    def _new_id(self) -> str:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        return f"{stamp}-{secrets.token_hex(3)}"
+
+    def _manifest(self, case_id: str, name: str, fields: dict) -> dict:
+        now = _now()
+        owner = {"owner": self.owner} if self.owner is not None else {}
+        return {"id": case_id, "name": clean_name(name) or f"Case {case_id}", "created": now, "updated": now, **fields, **owner}
 
     def create(self, name: str = "", **fields: Any) -> Case:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        case_id = f"{stamp}-{secrets.token_hex(3)}"
+        case_id = self._new_id()
         directory = self.root / case_id
         directory.mkdir(parents=True)
-        now = _now()
-        atomic_write_json(directory / MANIFEST, {"id": case_id, "name": name.strip() or f"Case {case_id}", "created": now, "updated": now, **fields})
+        atomic_write_json(directory / MANIFEST, self._manifest(case_id, name, fields))
         return Case(directory)
 
+    @contextmanager
+    def staged(self, name: str = "", **fields: Any) -> Iterator[Case]:
+        """Build a case out of sight, then publish it whole.
+
+        The case lives under ``cases/.staging/<id>/`` (never listed) while the ``with`` block
+        fills it, and is renamed into ``cases/<id>/`` when the block ends; an exception removes
+        it, and a process killed meanwhile leaves only a staging folder, which the next
+        :meth:`list` removes. So an interrupted demo leaves no half case.
+        """
+        case_id = self._new_id()
+        directory = self.root / STAGING / case_id
+        directory.mkdir(parents=True)
+        (directory / "staging.pid").write_text(str(os.getpid()))
+        atomic_write_json(directory / MANIFEST, self._manifest(case_id, name, fields))
+        case = Case(directory)
+        try:
+            yield case
+            (directory / "staging.pid").unlink(missing_ok=True)
+            final = self.root / case_id
+            directory.rename(final)
+            case.dir = final
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+
+    def _clean_staging(self) -> None:
+        """Remove staging folders whose process is gone (a build killed half-way)."""
+        staging = self.root / STAGING
+        if not staging.is_dir():
+            return
+        for directory in staging.iterdir():
+            try:
+                pid = int((directory / "staging.pid").read_text())
+            except (OSError, ValueError):
+                pid = 0
+            if not pid or not _pid_alive(pid):
+                shutil.rmtree(directory, ignore_errors=True)
+
+    def _visible(self, manifest: dict) -> bool:
+        return self.owner is None or manifest.get("owner") == self.owner
+
     def get(self, case_id: str) -> Case:
-        if not _ID_PATTERN.match(case_id or ""):
-            raise AuditInputError(f"'{case_id}' is not a case id.")
+        if not isinstance(case_id, str) or not _ID_PATTERN.match(case_id):
+            raise AuditInputError(f"'{str(case_id)[:40]}' is not a case id.")
         directory = self.root / case_id
         if not (directory / MANIFEST).is_file():
             raise AuditInputError(f"Case '{case_id}' does not exist (it may have been deleted).")
-        return Case(directory)
+        case = Case(directory)
+        if self.owner is not None:
+            try:
+                visible = self._visible(case.manifest)
+            except AuditInputError:
+                visible = False
+            if not visible:  # the same sentence as for a missing case: ids cannot be probed
+                raise AuditInputError(f"Case '{case_id}' does not exist (it may have been deleted).")
+        return case
 
     def list(self) -> list[Case]:
-        """Cases, most recently updated first; damaged ones are skipped."""
+        """Cases (this owner's, with an owner), most recently updated first; damaged ones are skipped."""
         if not self.root.is_dir():
             return []
+        self._clean_staging()
         cases = []
         for directory in self.root.iterdir():
             if _ID_PATTERN.match(directory.name) and (directory / MANIFEST).is_file():
                 try:
-                    updated = Case(directory).manifest.get("updated", "")
+                    manifest = Case(directory).manifest
                 except AuditInputError:
                     continue
-                cases.append((updated, Case(directory)))
+                if self._visible(manifest):
+                    cases.append((manifest.get("updated", ""), Case(directory)))
         return [case for _, case in sorted(cases, key=lambda pair: pair[0], reverse=True)]
 
     def rename(self, case_id: str, name: str) -> Case:
-        if not name.strip():
+        name = clean_name(name)
+        if not name:
             raise AuditInputError("A case name cannot be empty.")
         case = self.get(case_id)
-        case.update(name=name.strip())
+        case.update(name=name)
         return case
 
     def delete(self, case_id: str) -> None:

@@ -369,6 +369,12 @@ def _report_command(name: str):
     return run
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    return serve(port=args.port, address=args.address, secrets_file=args.secrets, headless=args.headless)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m mu_core", description="MU Audit: audit machine unlearning of image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -539,6 +545,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--key", help="the data subject's key (64 hex characters)")
     p.add_argument("--secret", metavar="FILE", help="the controller's redaction.secret: also prints the subject's key to hand over")
     p.set_defaults(func=_report_command("cmd_check_record"))
+
+    p = sub.add_parser("serve", help="start the web app: 127.0.0.1 only unless sign-in ([auth] in .streamlit/secrets.toml) is configured")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", help="listen address (default: 127.0.0.1 without sign-in, all interfaces with it)")
+    p.add_argument("--secrets", help="a secrets.toml to use instead of ~/.streamlit/ and .streamlit/ ones")
+    p.add_argument("--headless", action="store_true", help="do not open a browser")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
     p.set_defaults(func=cmd_list)

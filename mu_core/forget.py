@@ -14,12 +14,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import AuditInputError
+
+#: Largest forget file read (a million indices fit in far less).
+MAX_REQUEST_BYTES = 64 * 1024**2
 
 __all__ = [
     "ForgetRequest",
@@ -129,8 +133,28 @@ def class_request(
     return ForgetRequest(indices, "class", params)
 
 
+#: An index is written in ASCII digits only (no ``1_0``, no other scripts' digits, no signs but
+#: a leading minus), and has at most this many digits (larger than any training split).
+MAX_INDEX_DIGITS = 12
+_INDEX_PATTERN = re.compile(rf"-?[0-9]{{1,{MAX_INDEX_DIGITS}}}")
+#: The request kinds :func:`read_request` accepts from a JSON file.
+KINDS = ("random", "class", "indices")
+
+
+def _parse_index(value: str, source: str, entry: int) -> int:
+    if not _INDEX_PATTERN.fullmatch(value):
+        if re.fullmatch(r"-?[0-9]+", value):
+            raise AuditInputError(f"'{value[:40]}' in {source} (entry {entry}) is far larger than any training split.")
+        raise AuditInputError(f"'{value[:40]}' in {source} (entry {entry}) is not a whole number written in the digits 0-9.")
+    return int(value)
+
+
 def parse_indices(text: str, *, source: str = "the list") -> list[int]:
-    """Indices from text: one per line (``#`` comments allowed), or a CSV with an ``index`` column."""
+    """Indices from text: one per line (``#`` comments allowed), or a CSV with an ``index`` column.
+
+    A leading byte-order mark is ignored; an index is ASCII digits only (see ``MAX_INDEX_DIGITS``).
+    """
+    text = text.removeprefix("\ufeff")
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         raise AuditInputError(f"{source} holds no indices.")
@@ -141,16 +165,20 @@ def parse_indices(text: str, *, source: str = "the list") -> list[int]:
         if "index" not in fieldnames:
             raise AuditInputError(f"{source} is a CSV without an 'index' column.")
         column = (reader.fieldnames or [])[fieldnames.index("index")]
-        values = [(row.get(column) or "").strip() for row in reader]
+        values = [str(row.get(column) or "").strip() for row in reader]
     else:
         values = [ln.strip() for ln in lines]
-    out = []
-    for line_no, value in enumerate(values, start=1):
-        try:
-            out.append(int(value))
-        except ValueError:
-            raise AuditInputError(f"'{value}' in {source} (entry {line_no}) is not a whole number.") from None
-    return out
+    return [_parse_index(value, source, line_no) for line_no, value in enumerate(values, start=1)]
+
+
+def _check_params(params: object, name: str) -> dict:
+    """A request's ``params``: a JSON object of plain values (numbers, text, booleans)."""
+    if not isinstance(params, dict) or not all(
+        isinstance(k, str) and len(k) <= 64 and (v is None or isinstance(v, (int, float, str, bool))) and len(str(v)) <= 200
+        for k, v in params.items()
+    ):
+        raise AuditInputError(f"'{name}' has 'params' that are not a JSON object of plain values.")
+    return params
 
 
 def explicit_request(indices, train_indices: np.ndarray | None, n_train: int) -> ForgetRequest:
@@ -178,34 +206,39 @@ def read_request(path: str | Path) -> ForgetRequest:
     """Read a request written by :func:`write_request` or a plain list/CSV of indices.
 
     Only the format is checked here; check it against a model with :func:`validate_indices`.
+    A JSON file's ``kind`` and ``params`` are type-checked; in a text file, ``#`` lines are only
+    comments (they never set the request's kind), so a text file is always ``kind="indices"``.
     """
     path = Path(path)
+    if path.is_dir():
+        raise AuditInputError(f"'{path}' is a folder, not a forget file; name the file of indices inside it.")
     if not path.is_file():
         raise AuditInputError(f"Forget file '{path}' does not exist.")
+    if path.stat().st_size > MAX_REQUEST_BYTES:
+        raise AuditInputError(f"'{path.name}' is larger than {MAX_REQUEST_BYTES // 1024**2} MiB; a forget file lists indices only.")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
         raise AuditInputError(f"'{path.name}' is not a text file of indices.") from None
+    kind, params = "indices", {}
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
-            indices = list(data["indices"])
-            if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
-                raise AuditInputError(f"'{path.name}' holds indices that are not whole numbers.")
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (json.JSONDecodeError, RecursionError):
             raise AuditInputError(f"'{path.name}' is not a forget-request JSON with an 'indices' list.") from None
-        kind, params = str(data.get("kind", "indices")), dict(data.get("params", {}))
+        if not isinstance(data, dict) or not isinstance(data.get("indices"), list):
+            raise AuditInputError(f"'{path.name}' is not a forget-request JSON with an 'indices' list.")
+        indices = data["indices"]
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in indices):
+            raise AuditInputError(f"'{path.name}' holds indices that are not whole numbers.")
+        if any(abs(i) >= 10**MAX_INDEX_DIGITS for i in indices):
+            raise AuditInputError(f"'{path.name}' holds an index far larger than any training split.")
+        kind = data.get("kind", "indices")
+        if kind not in KINDS:
+            raise AuditInputError(f"'{path.name}' has kind {str(kind)[:40]!r}; a request's kind is one of {', '.join(KINDS)}.")
+        params = _check_params(data.get("params", {}), path.name)
     else:
         indices = parse_indices(text, source=f"'{path.name}'")
-        kind, params = "indices", {}
-        for line in text.splitlines():
-            if line.startswith("# kind="):
-                kind_part, _, params_part = line[len("# kind=") :].partition(" params=")
-                kind = kind_part.strip() or kind
-                try:
-                    params = json.loads(params_part) if params_part else {}
-                except json.JSONDecodeError:
-                    params = {}
     if not indices:
         raise AuditInputError(f"'{path.name}' holds no indices.")
     arr = np.asarray(indices, dtype=np.int64)

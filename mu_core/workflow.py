@@ -121,16 +121,23 @@ def case_import_model(
     data_root: str | None = None,
 ) -> dict:
     """Import an uploaded model file (validated before it replaces anything in the case)."""
+    import secrets
+    import shutil
+
+    from .case import clean_name
     from .models import load_model
 
-    suffix = Path(filename).suffix.lower()
+    name = clean_name(Path(str(filename).replace("\\", "/")).name).replace("/", "_") or "model"
+    suffix = Path(name).suffix.lower()
     if suffix not in (".safetensors", ".pt", ".pth", ".bin"):
-        raise AuditInputError(f"'{filename}' is not a model file: upload .safetensors, .pt or .pth.")
-    staging = atomic_write_bytes(case.path("uploads", f"upload{suffix}"), content)
+        raise AuditInputError(f"'{name}' is not a model file: upload .safetensors, .pt or .pth.")
+    folder = case.path("uploads", secrets.token_hex(8))  # under the user's own file name, so messages name it
+    staging = atomic_write_bytes(folder / name, content)
     try:
         model, record = load_model(staging, arch=arch, dataset=dataset, data_root=data_root)
     finally:
-        staging.unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+    filename = name
     if record.unlearning is None and not record.metrics:
         from .data import DatasetSpec, load_dataset
         from .train import accuracy
@@ -300,12 +307,8 @@ def make_demo_case(store: CaseStore | None = None, *, progress: Progress | None 
     from .demo import build_demo
 
     store = store or CaseStore()
-    case = store.create("Digits demo")
-    try:
+    with store.staged("Digits demo") as case:  # published whole, or not at all (even if killed)
         build_demo(case, progress=progress)
-    except BaseException:
-        store.delete(case.id)
-        raise
     return case
 
 

@@ -21,6 +21,7 @@ from mu_core.models import list_archs  # noqa: E402
 from mu_core.models.archs import arch_description  # noqa: E402
 
 case = ui.current_case()
+ui.lock_notice(case, shown=("train",))
 
 # --- Current model ------------------------------------------------------------------------------
 if case is not None and case.entry("original"):
@@ -69,9 +70,8 @@ with train_tab:
         shards = c1.number_input("Shards (0 = plain model)", min_value=0, max_value=50, value=0, key="train_shards")
         slices = c2.number_input("Slices per shard", min_value=1, max_value=20, value=4, key="train_slices")
     running = case is not None and (job := ui.jobs().get(ui.job_key(case, "train"))) is not None and job.running
-    if case is not None and case.entry("original"):
-        st.caption("Training replaces the current model, and the forget request, unlearned model and audit built on it.")
-    if st.button("Train", type="primary", disabled=running, key="train_button"):
+    confirmed = ui.confirm_replace(case, "Training", "train_confirm")
+    if st.button("Train", type="primary", disabled=running or not confirmed or ui.locked(case), key="train_button"):
         from mu_core.workflow import case_train
 
         target = ui.ensure_case(f"{dataset} · {arch}")
@@ -98,7 +98,13 @@ with upload_tab:
     up_root = None
     if up_dataset != "(from file)" and dataset_info(up_dataset).needs_root:
         up_root = st.text_input("Data folder", value=ui.data_root_default(up_dataset), key=f"upload_root_{up_dataset}")
-    if st.button("Import model", disabled=upload is None, key="import_button"):
+    elif up_dataset == "(from file)":
+        up_root = st.text_input(
+            "Data folder (if the file's dataset is read from disk)", key="upload_root_from_file",
+            help="A model file never chooses the folder the server reads: give its dataset's folder here, or set MU_AUDIT_DATA.",
+        )
+    confirmed = ui.confirm_replace(case, "Importing", "import_confirm")
+    if st.button("Import model", disabled=upload is None or not confirmed or ui.locked(case), key="import_button"):
         from mu_core.workflow import case_import_model
 
         target = ui.ensure_case(f"Imported · {upload.name}")

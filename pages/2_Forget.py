@@ -18,6 +18,7 @@ st.caption("Which training samples the data owners ask the model to forget.")
 case = ui.current_case()
 if not ui.need(case, "original"):
     st.stop()
+ui.lock_notice(case)
 
 import numpy as np  # noqa: E402
 
@@ -68,7 +69,7 @@ except AuditInputError as exc:
 
 if case.entry("unlearned") or case.entry("retrained"):
     st.caption("Saving a new request replaces the unlearned and retrained models and the audit made for the current one.")
-if st.button("Save forget request", type="primary", key="forget_save"):
+if st.button("Save forget request", type="primary", key="forget_save", disabled=ui.locked(case)):
     try:
         case_set_forget(case, make())
         st.rerun()

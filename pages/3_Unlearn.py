@@ -18,6 +18,7 @@ st.caption("Apply an unlearning method to the forget request, and retrain from s
 case = ui.current_case()
 if not ui.need(case, "original", "forget"):
     st.stop()
+ui.lock_notice(case, shown=("unlearn", "retrain", "compare"))
 
 import pandas as pd  # noqa: E402
 
@@ -65,7 +66,7 @@ with left:
     unlearn_key = ui.job_key(case, "unlearn")
 
     job = ui.jobs().get(unlearn_key)
-    if st.button("Unlearn", type="primary", disabled=bool(job and job.running), key="unlearn_button"):
+    if st.button("Unlearn", type="primary", disabled=bool(job and job.running) or ui.locked(case, allow=("retrain", "compare")), key="unlearn_button"):
         if ui.start_job(unlearn_key, f"Unlearning with {method}", lambda progress: case_unlearn(case, method, params, progress=progress)):
             st.rerun()
     ui.job_status(unlearn_key)
@@ -79,7 +80,7 @@ with right:
     retrain_key = ui.job_key(case, "retrain")
     job = ui.jobs().get(retrain_key)
     label = "Recompute retrained model" if case.entry("retrained") else "Compute retrained model"
-    if st.button(label, disabled=bool(job and job.running), key="retrain_button"):
+    if st.button(label, disabled=bool(job and job.running) or ui.locked(case, allow=("unlearn",)), key="retrain_button"):
         if ui.start_job(retrain_key, "Retraining from scratch", lambda progress: case_retrain(case, progress=progress)):
             st.rerun()
     ui.job_status(retrain_key)
@@ -130,7 +131,7 @@ floor = c3.checkbox("Noise floor", key="compare_floor",
 repeats = int(c4.number_input("Repeats", 1, 10, 1, key="compare_repeats",
                               help="run every method and the retrain this many times with consecutive seeds and average, as papers do"))
 job = ui.jobs().get(compare_key)
-if st.button("Compare", type="primary", disabled=bool(job and job.running) or not chosen, key="compare_button"):
+if st.button("Compare", type="primary", disabled=bool(job and job.running) or not chosen or ui.locked(case, allow=("unlearn",)), key="compare_button"):
     picked, use_grid, use_floor, use_repeats = list(chosen), bool(grid), bool(floor), repeats
     if ui.start_job(compare_key, f"Comparing {len(picked)} method(s)",
                     lambda progress: case_compare(case, picked, grid=use_grid, floor=use_floor, repeats=use_repeats, progress=progress)):
@@ -175,7 +176,7 @@ if compare_dir is not None and (compare_dir / "compare.json").is_file():
             st.json(notes)
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     use = c1.selectbox("Audit this method's model", [m for m in table if m != "retrain"], key="compare_use")
-    if c2.button("Use for the audit", key="compare_use_button", disabled=use is None):
+    if c2.button("Use for the audit", key="compare_use_button", disabled=use is None or ui.locked(case, allow=("retrain", "compare"))):
         try:
             case_use_method(case, use)
             st.rerun()

@@ -31,6 +31,7 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "register_dataset",
+    "trusted_root",
 ]
 
 
@@ -46,7 +47,11 @@ class DatasetSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> DatasetSpec:
-        return cls(name=str(data["name"]), root=data.get("root"))
+        """The spec recorded in a model file, report or case. A recorded folder is kept only if
+        the user has given it here before (see :func:`trusted_root`); otherwise it is dropped and
+        the folder comes from ``MU_AUDIT_DATA``: a file never chooses the folder the server reads."""
+        root = data.get("root")
+        return cls(name=str(data["name"]), root=root if isinstance(root, str) and trusted_root(root) else None)
 
 
 @dataclass(frozen=True, eq=False)
@@ -128,17 +133,72 @@ def _resolve_root(info: DatasetInfo, root: str | None) -> Path | None:
         )
     if not path.exists():
         raise AuditInputError(f"The data folder '{path}' for dataset '{info.name}' does not exist.")
+    if not path.is_dir() and info.name != "imagefolder":
+        raise AuditInputError(f"'{path}' for dataset '{info.name}' is a file, not a folder; give the folder holding its files.")
     return path.resolve()
 
 
+TRUSTED_ROOTS_FILE = "data_roots.json"
+MAX_TRUSTED_ROOTS = 1000
+
+
+def _trusted_roots_path() -> Path:
+    from ..case import audit_home
+
+    return audit_home() / TRUSTED_ROOTS_FILE
+
+
+def _trusted_roots() -> list[str]:
+    import json
+
+    try:
+        roots = json.loads(_trusted_roots_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [r for r in roots if isinstance(r, str)] if isinstance(roots, list) else []
+
+
+def trusted_root(root: str) -> bool:
+    """Whether a recorded data folder may be read: one the user gave before (on the command line
+    or a page, remembered in ``MU_AUDIT_HOME/data_roots.json``) or one inside ``MU_AUDIT_DATA``."""
+    try:
+        path = Path(root).expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):
+        return False
+    env = os.environ.get("MU_AUDIT_DATA")
+    if env and path.is_relative_to(Path(env).expanduser().resolve()):
+        return True
+    return str(path) in _trusted_roots()
+
+
+def _remember_root(path: Path) -> None:
+    from ..case import atomic_write_json
+
+    roots = _trusted_roots()
+    if str(path) in roots:
+        return
+    try:
+        atomic_write_json(_trusted_roots_path(), [*roots, str(path)][-MAX_TRUSTED_ROOTS:])
+    except OSError:
+        pass
+
+
 def load_dataset(spec: DatasetSpec | str, root: str | None = None) -> Dataset:
-    """Load a dataset by spec or by name (with ``root`` for datasets on disk). Results are cached."""
+    """Load a dataset by spec or by name (with ``root`` for datasets on disk). Results are cached.
+
+    A folder given here is the user's choice (specs read from files pass through
+    :meth:`DatasetSpec.from_dict`, which drops folders the user never gave), so it is remembered
+    as trusted for the model files trained on it.
+    """
     if isinstance(spec, str):
         spec = DatasetSpec(spec, root)
     info = dataset_info(spec.name)
     path = _resolve_root(info, spec.root)
     resolved = DatasetSpec(spec.name, str(path) if path else None)
-    return _load_cached(resolved)
+    data = _load_cached(resolved)
+    if path is not None:
+        _remember_root(path)
+    return data
 
 
 @lru_cache(maxsize=4)

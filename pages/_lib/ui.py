@@ -13,7 +13,7 @@ from typing import Any
 
 import streamlit as st
 
-from mu_core.case import Case, CaseStore, atomic_write_text
+from mu_core.case import Case, CaseStore
 from mu_core.errors import AuditInputError
 from mu_core.jobs import Job, JobManager
 
@@ -25,29 +25,82 @@ PAGES = {
     "unlearn": "pages/3_Unlearn.py",
     "membership": "pages/4_Membership.py",
 }
-LAST_CASE_FILE = "last_case"
+#: The cookie holding the id of the case this browser opened last.
+LAST_CASE_COOKIE = "mu_audit_last_case"
 
 
 def setup_page(title: str, icon: str = ":material/cleaning_services:") -> None:
-    """Page config, session defaults and the sidebar (current case, running jobs)."""
+    """Page config, sign-in (when configured), session defaults and the sidebar (current case, running jobs)."""
     st.set_page_config(page_title=f"{title} · MU Audit", page_icon=icon, layout="wide")
+    _sign_in_gate()
     case = current_case()
+    refused = st.query_params.get("case")
+    if case is None and refused:
+        try:
+            store().get(refused)
+        except AuditInputError as exc:
+            st.error(str(exc))
     with st.sidebar:
         st.markdown("### MU Audit")
         if case is None:
             st.caption("No case open.")
         else:
-            st.caption(f"Case: **{case.name}**")
+            st.caption(f"Case: **{plain(case.name)}**")
         mine = (f"{case.id}:" if case else None, session_job_key(""))
         running = [job for job in jobs().running() if job.key.startswith(tuple(k for k in mine if k))]
         for job in running:
             st.progress(job.fraction, text=f"{job.label}: {job.message}")
         if running:
             st.caption("Work continues while you switch pages.")
+        if auth_enabled():
+            st.caption(f"Signed in as **{plain(user_label())}**")
+            st.button("Sign out", key="sign_out", on_click=st.logout)
+    _remember_in_browser(case)
+
+
+# --- Sign-in (Streamlit's native OIDC, when .streamlit/secrets.toml has [auth]) ------------------
+
+
+def auth_enabled() -> bool:
+    """Whether sign-in is configured: an ``[auth]`` section in Streamlit's secrets."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all
+        return False
+
+
+def owner_id() -> str | None:
+    """The signed-in user's stable id (issuer and subject), ``None`` in a single-user install."""
+    if not auth_enabled() or not st.user.get("is_logged_in"):
+        return None
+    return f"{st.user.get('iss') or ''}|{st.user.get('sub')}"
+
+
+def user_label() -> str:
+    """How to show the signed-in user: e-mail, else name, else subject."""
+    return str(st.user.get("email") or st.user.get("name") or st.user.get("sub") or "")
+
+
+def _sign_in_gate() -> None:
+    """With sign-in configured, nothing but the sign-in button shows until the user signs in."""
+    if not auth_enabled() or st.user.get("is_logged_in"):
+        return
+    st.title(":material/cleaning_services: MU Audit")
+    st.markdown("This MU Audit server is shared by a team: sign in to see your own cases. Nobody else can see, open, download or delete them.")
+    st.button("Sign in", type="primary", key="sign_in", on_click=st.login)
+    st.stop()
+
+
+def plain(text: object) -> str:
+    """``text`` escaped for Markdown, so names show as typed and never as links, markup or icons."""
+    import re
+
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])", r"\\\1", str(text))
 
 
 def store() -> CaseStore:
-    return CaseStore()
+    """The cases this user may see: their own when signed in, every case in a single-user install."""
+    return CaseStore(owner=owner_id())
 
 
 @st.cache_resource
@@ -64,21 +117,36 @@ def _remember(case_id: str | None) -> None:
     st.session_state["case_id"] = case_id
     if case_id:
         st.query_params["case"] = case_id
-        try:
-            atomic_write_text(store().home / LAST_CASE_FILE, case_id)
-        except OSError:
-            pass
     elif "case" in st.query_params:
         del st.query_params["case"]
 
 
+def _remember_in_browser(case: Case | None) -> None:
+    """Keep the open case's id in a cookie of this browser only (for :func:`last_case_offer`)."""
+    if case is None or st.session_state.get("_cookie_case") == case.id or st.context.cookies.get(LAST_CASE_COOKIE) == case.id:
+        return
+    st.session_state["_cookie_case"] = case.id
+    st.html(
+        f"<script>document.cookie = '{LAST_CASE_COOKIE}={case.id}; path=/; max-age=2592000; SameSite=Strict';</script>",
+        unsafe_allow_javascript=True,
+    )
+
+
+def last_case_offer() -> Case | None:
+    """The case this browser opened last (from its own cookie), if this user may still open it."""
+    case_id = st.context.cookies.get(LAST_CASE_COOKIE)
+    if not case_id:
+        return None
+    try:
+        return store().get(case_id)
+    except AuditInputError:
+        return None
+
+
 def current_case() -> Case | None:
-    """The open case: this session's, else the URL's (?case=), else the last one opened."""
-    candidates = [st.session_state.get("case_id"), st.query_params.get("case")]
-    last = store().home / LAST_CASE_FILE
-    if last.is_file():
-        candidates.append(last.read_text().strip())
-    for case_id in candidates:
+    """The open case: this session's, else the URL's (``?case=``). A new session without
+    ``?case=`` opens none (the home page offers to resume this browser's last case)."""
+    for case_id in (st.session_state.get("case_id"), st.query_params.get("case")):
         if not case_id:
             continue
         try:
@@ -160,6 +228,39 @@ def session_job_key(kind: str) -> str:
 
         st.session_state["session_token"] = secrets.token_hex(8)
     return f"session-{st.session_state['session_token']}:{kind}"
+
+
+def case_jobs(case: Case | None, *, allow: tuple[str, ...] = ()) -> list[Job]:
+    """Jobs running on ``case``, except those of the kinds in ``allow``."""
+    if case is None:
+        return []
+    prefix = f"{case.id}:"
+    return [job for job in jobs().running() if job.key.startswith(prefix) and job.key[len(prefix):] not in allow]
+
+
+def locked(case: Case | None, *, allow: tuple[str, ...] = ()) -> bool:
+    """Whether a job runs on ``case`` (other than the kinds in ``allow``) that replacing a file would
+    pull the rug from under: the caller disables its button and :func:`lock_notice` says why."""
+    return bool(case_jobs(case, allow=allow))
+
+
+def lock_notice(case: Case | None, *, shown: tuple[str, ...] = ()) -> None:
+    """Say what runs on ``case`` (jobs whose progress this page does not already show in ``shown``)
+    and offer to cancel it: while it runs, its model, request and unlearned model cannot be replaced."""
+    for job in case_jobs(case, allow=shown):
+        st.warning(
+            f"**{job.label}** is running on this case ({job.message}). Until it ends, the model, the forget request "
+            "and the unlearned model it works on cannot be replaced here or in another tab."
+        )
+        st.button(f"Cancel: {job.label}", key=f"lock-cancel-{job.key}", on_click=jobs().cancel, args=(job.key,))
+
+
+def confirm_replace(case: Case | None, what: str, key: str) -> bool:
+    """Ask before a new model replaces the case's current one (and what was built on it)."""
+    if case is None or not case.entry("original"):
+        return True
+    st.caption(f"{what} replaces the current model, and the forget request, unlearned model and audit built on it.")
+    return st.checkbox("Yes, replace the current model", key=key)
 
 
 def job_status(key: str, *, on_done: Callable[[Job], None] | None = None) -> Job | None:

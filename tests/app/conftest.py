@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -14,10 +15,30 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 60
 
 
+#: Names the case the current test installed last: :func:`app` opens it by URL (``?case=``), as a
+#: session never opens a case by itself. (An environment variable, not a module global: pytest may
+#: import this conftest under two module names.)
+OPENED_ENV = "MU_AUDIT_TEST_OPEN_CASE"
+
+
+@pytest.fixture(autouse=True)
+def _no_case_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(OPENED_ENV, raising=False)
+
+
+def open_by_url(case_id: str) -> None:
+    """Make the next :func:`app` open ``case_id`` through its URL (until the test ends)."""
+    os.environ[OPENED_ENV] = case_id
+
+
 def app(page: str | None = None) -> AppTest:
-    """An AppTest of ``app.py`` or of ``pages/<page>.py`` run on its own, as Streamlit does by URL."""
+    """An AppTest of ``app.py`` or of ``pages/<page>.py`` run on its own, as Streamlit does by URL,
+    with ``?case=`` naming the case the test installed last (if any)."""
     path = ROOT / "app.py" if page is None else ROOT / "pages" / f"{page}.py"
-    return AppTest.from_file(str(path), default_timeout=TIMEOUT)
+    at = AppTest.from_file(str(path), default_timeout=TIMEOUT)
+    if os.environ.get(OPENED_ENV):
+        at.query_params["case"] = os.environ[OPENED_ENV]
+    return at
 
 
 def run_until(at: AppTest, done: Callable[[AppTest], bool], timeout: float = 120) -> AppTest:
@@ -61,13 +82,13 @@ def demo_store(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture
 def install_case(demo_store, audit_home: Path) -> Callable[[str], str]:
-    """Copy a ready case into this test's home and make it the last opened; returns its id."""
+    """Copy a ready case into this test's home and open it by URL in the next :func:`app`; returns its id."""
 
     def install(which: str) -> str:
         store, demo_id, unlearned_id = demo_store
         case_id = {"demo": demo_id, "unlearned": unlearned_id}[which]
         shutil.copytree(store.root / case_id, audit_home / "cases" / case_id)
-        (audit_home / "last_case").write_text(case_id)
+        open_by_url(case_id)
         return case_id
 
     return install

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from mu_core.case import CaseStore
-from tests.app.conftest import app, run_until, texts
+from tests.app.conftest import ROOT, app, open_by_url, run_until, texts
 
 PAGES = ["1_Model", "2_Forget", "3_Unlearn", "4_Membership"]
 
@@ -47,13 +48,19 @@ def test_every_page_renders_alone_with_a_ready_case(page: str, install_case) -> 
 
 def test_case_survives_a_restart_through_the_url(install_case) -> None:
     demo_id = install_case("demo")
-    other = install_case("unlearned")
+    install_case("unlearned")
     at = app()
     at.query_params["case"] = demo_id
     at.run()
     assert at.session_state["case_id"] == demo_id
-    fresh = app().run()  # a new session, e.g. after a server restart: the last case opened
-    assert fresh.session_state["case_id"] == demo_id != other
+
+
+def test_a_session_without_case_in_its_url_opens_no_case(install_case) -> None:
+    install_case("demo")
+    _no_url = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)  # a new tab, no ?case=
+    fresh = _no_url.run()
+    assert fresh.session_state["case_id"] is None
+    assert any("No case is open" in t for t in texts(fresh.info))
 
 
 def test_home_renames_and_deletes_cases(install_case, audit_home: Path) -> None:
@@ -103,7 +110,7 @@ def test_forget_page_saves_a_class_request_and_refuses_bad_indices(install_case,
 def test_unlearn_page_needs_a_forget_request_first(audit_home: Path) -> None:
     store = CaseStore(audit_home)
     case = store.create("empty")
-    (audit_home / "last_case").write_text(case.id)
+    open_by_url(case.id)
     at = app("3_Unlearn").run()
     assert any("train or upload a model" in t for t in texts(at.info))
 

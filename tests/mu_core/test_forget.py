@@ -152,11 +152,12 @@ def test_request_file_round_trip(tmp_path, suffix):
     path = write_request(request, tmp_path / f"forget{suffix}")
     again = read_request(path)
     assert again.indices.tolist() == [3, 40, 1436]
-    if suffix == ".csv":
-        assert (again.kind, again.params) == ("indices", {})
-        assert path.read_text().splitlines()[0] == "index"
-    else:
+    if suffix == ".json":
         assert (again.kind, again.params) == ("random", {"k": 3, "seed": 2})
+    else:  # a text file's comment lines describe the request but never set its kind
+        assert (again.kind, again.params) == ("indices", {})
+    if suffix == ".csv":
+        assert path.read_text().splitlines()[0] == "index"
     assert [p.name for p in tmp_path.iterdir()] == [f"forget{suffix}"]
 
 

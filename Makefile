@@ -10,6 +10,8 @@ $(STAMP): requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	@# the repository on the environment's import path: `python -m mu_core` works from any folder once activated
+	$(PY) -c 'import pathlib, site; pathlib.Path(site.getsitepackages()[0], "mu_audit.pth").write_text(str(pathlib.Path.cwd()) + "\n")'
 	@touch $(STAMP)
 
 # 127.0.0.1 only unless sign-in is configured ([auth] in .streamlit/secrets.toml): see mu_core/serve.py

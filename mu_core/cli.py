@@ -25,20 +25,32 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _Bar:
-    """A progress callback drawing a tqdm bar on stderr."""
+    """A progress callback drawing a tqdm bar on stderr: from the first progress report on (bad
+    input found before any work leaves stderr with its one error line), also into a log or a
+    pipe, redrawn at most ten times a second, and left in place at the end."""
 
     def __init__(self, label: str) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=100, desc=label, file=sys.stderr, leave=False, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}", disable=None)
+        self.label = label
+        self.bar = None
+        self.drawn = 0.0
 
     def __call__(self, fraction: float, message: str) -> None:
+        import time
+
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=100, desc=self.label, file=sys.stderr, leave=True, disable=False,
+                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
         self.bar.n = round(100 * fraction)
         self.bar.set_postfix_str(message[:60], refresh=False)
-        self.bar.refresh()
+        if fraction >= 1.0 or time.monotonic() - self.drawn >= 0.1:
+            self.bar.refresh()
+            self.drawn = time.monotonic()
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _with_bar(label: str, fn, *args, **kwargs):

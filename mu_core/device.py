@@ -10,20 +10,33 @@ import torch
 
 from .errors import AuditInputError
 
-__all__ = ["configure_threads", "pick_device", "seed_everything"]
+__all__ = ["configure_threads", "default_threads", "pick_device", "seed_everything"]
 
 _THREADS_SET = False
 
 
-def configure_threads() -> int:
-    """Set torch's CPU thread count once from ``MU_AUDIT_THREADS``, if set (else torch's default,
-    one thread per core). Set it to 1 when other busy processes share a small machine: torch's
-    spinning worker threads then slow training down several-fold. Returns the count in force."""
+def default_threads() -> int:
+    """torch threads worth using now: one per idle core (the cores less the 1-minute load average,
+    at least one). On a 2-core machine other processes keep busy, torch's default of one thread
+    per core is 5-20x slower than one thread for the built-in models: its OpenMP workers spin at
+    every barrier while the cores they wait on run someone else (``BENCHMARKS.md``, "Speed as a
+    new user meets it")."""
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        load = 0.0
+    return max(1, min(cores, int(cores - load + 0.5)))
+
+
+def configure_threads(*, refresh: bool = False) -> int:
+    """Set torch's CPU thread count from ``MU_AUDIT_THREADS`` if set, else :func:`default_threads`.
+    Done once per process, or again with ``refresh=True`` (the app's job threads do, as each job
+    starts, so the count follows the machine's load). Returns the count in force."""
     global _THREADS_SET
-    if not _THREADS_SET:
+    if not _THREADS_SET or refresh:
         wanted = os.environ.get("MU_AUDIT_THREADS")
-        if wanted:
-            torch.set_num_threads(max(1, int(wanted)))
+        torch.set_num_threads(max(1, int(wanted)) if wanted else default_threads())
         _THREADS_SET = True
     return torch.get_num_threads()
 

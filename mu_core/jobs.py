@@ -35,12 +35,13 @@ class Job:
     label: str
     status: str = "running"
     fraction: float = 0.0
-    message: str = "Starting"
+    message: str = "Started"
     error: str | None = None
     result: Any = None
     started: float = field(default_factory=time.time)
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event, repr=False)
+    finished_event: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
     def running(self) -> bool:
@@ -58,11 +59,16 @@ class Job:
 
 
 class JobManager:
-    """Background jobs by key; one running job per key."""
+    """Background jobs by key; one running job per key.
 
-    def __init__(self) -> None:
+    ``prepare`` (optional) runs in each job's thread before its work, while the job says
+    "Preparing"; the app sets torch's thread count there (:func:`mu_core.device.configure_threads`).
+    """
+
+    def __init__(self, prepare: Callable[[], Any] | None = None) -> None:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
+        self._prepare = prepare
 
     def submit(self, key: str, label: str, work: Callable[[Progress], Any]) -> Job:
         """Start ``work(progress)`` in a thread unless a job with ``key`` is already running."""
@@ -77,6 +83,10 @@ class JobManager:
 
     def _run(self, job: Job, work: Callable[[Progress], Any]) -> None:
         try:
+            if self._prepare is not None:
+                job.message = "Preparing (loading the engine)"
+                self._prepare()
+                job.progress(0.0, "Started")
             job.result = work(job.progress)
             job.fraction, job.message, job.status = 1.0, "Done", "done"
         except RunCancelled:
@@ -88,6 +98,7 @@ class JobManager:
             job.status, job.error = "failed", f"Unexpected {type(exc).__name__}: {exc}"
         finally:
             job.finished = time.time()
+            job.finished_event.set()
 
     def get(self, key: str) -> Job | None:
         return self._jobs.get(key)
@@ -108,11 +119,13 @@ class JobManager:
     def running(self) -> list[Job]:
         return [job for job in list(self._jobs.values()) if job.running]
 
+    def all(self) -> list[Job]:
+        """Every job still listed, running or finished, oldest first."""
+        return sorted(list(self._jobs.values()), key=lambda job: job.started)
+
     def wait(self, key: str, timeout: float | None = None) -> Job:
-        """Block until the job with ``key`` has finished (for scripts and tests)."""
-        deadline = None if timeout is None else time.time() + timeout
-        while True:
-            job = self._jobs[key]
-            if not job.running or (deadline is not None and time.time() > deadline):
-                return job
-            time.sleep(0.05)
+        """Block until the job with ``key`` has finished, or ``timeout`` seconds have passed (for
+        scripts and tests); returns the job either way."""
+        job = self._jobs[key]
+        job.finished_event.wait(timeout)
+        return job

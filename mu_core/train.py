@@ -102,6 +102,7 @@ def train_loop(
     steps_per_epoch = (len(x) + config.batch_size - 1) // config.batch_size
     total = config.epochs * steps_per_epoch
     step = 0
+    report(progress, 0.0, f"{label}: epoch 1/{config.epochs}")
     for epoch in range(config.epochs):
         order = torch.randperm(len(x), generator=generator).to(device)
         running = 0.0

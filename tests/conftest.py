@@ -10,6 +10,22 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+_INTERRUPTED = False
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo) -> None:
+    global _INTERRUPTED
+    _INTERRUPTED = True
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """After Ctrl-C and pytest's summary, leave at once (exit status 2, as pytest's own): Python
+    would otherwise wait for every non-daemon thread still running (a page script under AppTest, a
+    torch worker), and the run would seem to ignore Ctrl-C."""
+    if _INTERRUPTED:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(pytest.ExitCode.INTERRUPTED)
 
 
 @pytest.fixture(autouse=True)

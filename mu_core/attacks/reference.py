@@ -197,7 +197,8 @@ def _use_batched(arch: str, data, device: torch.device, batched: bool | None) ->
     """Batched when asked and possible; by default (``None``) as measured in ``BENCHMARKS.md``:
     batched for models without convolutions (the digits mlp: 25 s instead of 317 s for 16), one by
     one for convolutional models on the CPU (the Fashion-MNIST cnn: 133 s instead of 574 s, since
-    ``vmap`` over convolutions is slow there); batched on a GPU (not measured here)."""
+    ``vmap`` over convolutions is slow there; re-measured at one thread per idle core, batching 16
+    still lost, 3.27 s against 1.89 s per model and epoch); batched on a GPU (not measured here)."""
     from ..models import build_model
 
     if not _can_batch(arch, data.in_shape, data.num_classes):
@@ -208,20 +209,54 @@ def _use_batched(arch: str, data, device: torch.device, batched: bool | None) ->
     return not (has_conv and device.type == "cpu")
 
 
-def train_one_by_one(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None) -> list[nn.Module]:
+def train_reference_job(*, data_file: str, arch: str, in_shape: list[int], num_classes: int, members: bytes, recipe: dict, k: int,
+                        device: str, progress: Progress | None = None) -> bytes:
+    """One reference model, as an :mod:`mu_core.executor` job: trains ``arch`` with the original's
+    ``recipe`` (seed 1000 + k) on the population rows flagged in ``members`` (one byte per row)
+    of the safetensors ``data_file``; returns the weights as safetensors bytes."""
+    from safetensors.torch import load_file, save
+
     from ..device import seed_everything
     from ..models import build_model
-    from ..train import train_loop
+    from ..train import TrainConfig, train_loop
 
-    models = []
+    tensors = load_file(data_file)
+    idx = torch.from_numpy(np.flatnonzero(np.frombuffer(members, dtype=np.uint8)))
+    config = TrainConfig(**{**recipe, "seed": REFERENCE_SEED + k}).validate()
+    seed_everything(config.seed)
+    model = build_model(arch, tuple(in_shape), num_classes)
+    model = train_loop(model, tensors["x"][idx], tensors["y"][idx], config, device=torch.device(device), progress=progress, label="training")
+    return save({name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()})
+
+
+def train_one_by_one(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None, backend: str | None = None) -> list[nn.Module]:
+    """K independent trainings through :func:`mu_core.executor.run_jobs`: one after the other, or
+    on a CPU with idle cores one worker process per core (one torch thread each; see
+    ``BENCHMARKS.md``, "Speed as a new user meets it"). ``backend`` overrides the executor's
+    choice. Each model is the same either way (up to float rounding across thread counts)."""
+    import tempfile
+
+    from safetensors.torch import load, save_file
+
+    from ..executor import JobSpec, run_jobs
+    from ..models import build_model
+
     k_total = keep.shape[0]
-    for k in range(k_total):
-        config = _config(record, k)
-        seed_everything(config.seed)
+    recipe = {key: v for key, v in _config(record, 0).to_dict().items() if key != "seed"}
+    with tempfile.TemporaryDirectory(prefix="mu_refs_") as tmp:
+        data_file = str(Path(tmp) / "population.safetensors")
+        save_file({"x": x.contiguous(), "y": y.contiguous()}, data_file)
+        jobs = [JobSpec("mu_core.attacks.reference:train_reference_job",
+                        {"data_file": data_file, "arch": arch, "in_shape": list(in_shape), "num_classes": int(num_classes),
+                         "members": keep[k].astype(np.uint8).tobytes(), "recipe": recipe, "k": k, "device": str(device)},
+                        label=f"Reference model {k + 1}/{k_total}")
+                for k in range(k_total)]
+        states = run_jobs(jobs, backend=backend, device_type=torch.device(device).type, progress=progress)
+    models = []
+    for blob in states:
         model = build_model(arch, in_shape, num_classes)
-        idx = torch.from_numpy(np.flatnonzero(keep[k]))
-        sub = None if progress is None else (lambda f, m, k=k: progress((k + f) / k_total, f"Reference model {k + 1}/{k_total}: {m}"))
-        models.append(train_loop(model, x[idx], y[idx], config, device=device, progress=sub, label="training").cpu())
+        model.load_state_dict(load(blob))
+        models.append(model.eval())
     return models
 
 
@@ -326,10 +361,14 @@ def estimate_reference_seconds(record, data, k: int, *, device: torch.device | N
     started = time.perf_counter()
     if use_batched:
         train_batched(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device)
+        parallel = 1
     else:
-        train_one_by_one(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device)
+        from ..executor import pick_backend
+
+        train_one_by_one(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device, backend="inline")
+        parallel = pick_backend(k, device.type)[1]
     per_step_per_model = (time.perf_counter() - started) / (2 * probe_steps)
-    return float(per_step_per_model * steps * k * 1.1)
+    return float(per_step_per_model * steps * k * 1.1 / parallel)
 
 
 def get_references(ctx) -> ReferenceSet:

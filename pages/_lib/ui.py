@@ -7,6 +7,7 @@ Every page starts with :func:`setup_page`, so it renders the same whether opened
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,19 @@ PAGES = {
 LAST_CASE_COOKIE = "mu_audit_last_case"
 
 
+ICON = ROOT / "assets" / "icon.png"
+_ROUTER = threading.local()
+
+
 def setup_page(title: str, icon: str = ":material/cleaning_services:") -> None:
-    """Page config, sign-in (when configured), session defaults and the sidebar (current case, running jobs)."""
-    st.set_page_config(page_title=f"{title} · MU Audit", page_icon=icon, layout="wide")
+    """Page config, the navigation, sign-in (when configured), session defaults and the sidebar (current case, jobs).
+
+    The browser tab shows the bundled ``assets/icon.png``: a Material icon as ``page_icon`` would be
+    fetched from fonts.gstatic.com, and the app makes no request beyond its own server. ``icon`` (a
+    Material icon, drawn from the font Streamlit bundles) heads the sidebar.
+    """
+    st.set_page_config(page_title=f"{title} · MU Audit", page_icon=str(ICON), layout="wide")
+    _route()
     _sign_in_gate()
     case = current_case()
     refused = st.query_params.get("case")
@@ -41,21 +52,75 @@ def setup_page(title: str, icon: str = ":material/cleaning_services:") -> None:
         except AuditInputError as exc:
             st.error(str(exc))
     with st.sidebar:
-        st.markdown("### MU Audit")
+        st.markdown(f"### {icon} MU Audit")
         if case is None:
             st.caption("No case open.")
         else:
             st.caption(f"Case: **{plain(case.name)}**")
-        mine = (f"{case.id}:" if case else None, session_job_key(""))
-        running = [job for job in jobs().running() if job.key.startswith(tuple(k for k in mine if k))]
-        for job in running:
-            st.progress(job.fraction, text=f"{job.label}: {job.message}")
-        if running:
-            st.caption("Work continues while you switch pages.")
+        _sidebar_jobs(case)
         if auth_enabled():
             st.caption(f"Signed in as **{plain(user_label())}**")
             st.button("Sign out", key="sign_out", on_click=st.logout)
     _remember_in_browser(case)
+
+
+def _route() -> None:
+    """Run the app through ``st.navigation`` so that ``app.py`` is labelled "Home" in the sidebar
+    (a ``pages/`` folder alone names it after its file, "app"). The chosen page runs inside this
+    call, and the script that called it stops afterwards. Nothing happens inside that page's own
+    run, or when a page runs on its own (by AppTest), where no ``app.py`` leads."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or getattr(_ROUTER, "inside", False) or Path(ctx.pages_manager.main_script_path).resolve() != ROOT / PAGES["home"]:
+        return
+    numbered = sorted((p for p in (ROOT / "pages").glob("*.py") if p.stem.split("_", 1)[0].isdigit()),
+                      key=lambda p: (int(p.stem.split("_", 1)[0]), p.name))
+    page = st.navigation([st.Page(ROOT / PAGES["home"], title="Home", default=True),
+                          *(st.Page(p) for p in numbered)])
+    _ROUTER.inside = True
+    try:
+        page.run()
+    finally:
+        _ROUTER.inside = False
+    st.stop()
+
+
+def _mine(case: Case | None) -> tuple[str, ...]:
+    """Key prefixes of the jobs this session shows: the open case's and its own."""
+    return tuple(k for k in (f"{case.id}:" if case else None, session_job_key("")) if k)
+
+
+def _sidebar_jobs(case: Case | None) -> None:
+    """This session's jobs in the sidebar, redrawn every second while one runs (so the sidebar and
+    the page agree), and each one this session saw running shown as done, failed or cancelled
+    once it ends."""
+    prefixes = _mine(case)
+    seen = st.session_state.setdefault("jobs_seen", {})
+    was_running = any(job.key.startswith(prefixes) for job in jobs().running())
+
+    @st.fragment(run_every=1.0 if was_running else None)
+    def panel() -> None:
+        mine = [job for job in jobs().all() if job.key.startswith(prefixes)]
+        running = [job for job in mine if job.running]
+        for job in running:
+            seen[job.key] = job.started
+            st.progress(job.fraction, text=f"{job.label}: {job.message} ({job.elapsed:.0f} s)")
+        if running:
+            st.caption("Work continues while you switch pages.")
+        for job in mine:
+            if not job.running and seen.get(job.key) == job.started:
+                if job.status == "done":
+                    st.caption(f":material/check_circle: {job.label} — done ({job.elapsed:.0f} s)")
+                elif job.status == "cancelled":
+                    st.caption(f":material/cancel: {job.label} — cancelled")
+                else:
+                    st.caption(f":material/error: {job.label} — failed")
+        if was_running and not running:  # a job ended: redraw the page with its result
+            st.rerun()
+
+    panel()
+
 
 
 # --- Sign-in (Streamlit's native OIDC, when .streamlit/secrets.toml has [auth]) ------------------
@@ -103,9 +168,17 @@ def store() -> CaseStore:
     return CaseStore(owner=owner_id())
 
 
+def _prepare_job_thread() -> None:
+    """Before each job's work, in its thread: load the engine and set torch's thread count for the
+    machine's load now (the app's jobs then run as fast as the same call from the CLI)."""
+    from mu_core.device import configure_threads
+
+    configure_threads(refresh=True)
+
+
 @st.cache_resource
 def _job_manager() -> JobManager:
-    return JobManager()
+    return JobManager(prepare=_prepare_job_thread)
 
 
 def jobs() -> JobManager:

@@ -48,7 +48,7 @@ def test_inversion_page_runs_the_attack_on_one_forgotten_sample(install_case, au
     at.number_input(key="inv_steps").set_value(40)
     at.number_input(key="inv_restarts").set_value(1)
     at.button(key="inv_button").click()
-    run_until(at, lambda a: any("Unlearning inversion: done" in t for t in texts(a.success)), timeout=180)
+    run_until(at, lambda a: any("Unlearning inversion: done" in t for t in texts(a.success)))
     at.run()
     assert not at.exception and not at.error
     labels = [m.label for m in at.metric]
@@ -82,7 +82,7 @@ def test_inversion_page_sweeps_defenses_and_plots_them_against_test_accuracy(ins
     at.text_input(key="def_finetune").set_value("")
     at.number_input(key="def_steps").set_value(20)
     at.button(key="def_button").click()
-    run_until(at, lambda a: any("Defense sweep (4 attacks): done" in t for t in texts(a.success)), timeout=180)
+    run_until(at, lambda a: any("Defense sweep (4 attacks): done" in t for t in texts(a.success)))
     at.run()
     assert not at.exception
     rows = json.loads(case.file("defenses").read_text())["rows"]

@@ -28,7 +28,7 @@ def test_neurons_page_explains_in_the_background_and_shows_the_results(install_c
     assert not at.exception
     assert not at.dataframe  # nothing computed yet
     next(b for b in at.button if b.key == "neurons_button").click()
-    run_until(at, lambda a: any("Explaining neurons: done" in t for t in texts(a.success)), timeout=240)
+    run_until(at, lambda a: any("Explaining neurons: done" in t for t in texts(a.success)))
     at.run()
     assert not at.exception and not at.error
     case = CaseStore(audit_home).get(case_id)

@@ -26,7 +26,7 @@ def test_home_demo_button_builds_a_ready_case_and_opens_it(audit_home: Path) -> 
     at = app().run()
     assert any("No case is open" in t for t in texts(at.info))
     next(b for b in at.button if b.label == "Try the demo").click()
-    run_until(at, lambda a: any("Building the demo case: done" in t for t in texts(a.success)), timeout=180)
+    run_until(at, lambda a: any("Building the demo case: done" in t for t in texts(a.success)))
     at.run()
     cases = CaseStore(audit_home).list()
     assert len(cases) == 1
@@ -163,7 +163,7 @@ def test_membership_page_runs_a_reference_model_attack_and_keeps_the_models(inst
     at.number_input(key="audit_retrains").set_value(1)
     at.run()
     at.button(key="audit_button").click()
-    run_until(at, lambda a: any("Membership audit: done" in t for t in texts(a.success)), timeout=240)
+    run_until(at, lambda a: any("Membership audit: done" in t for t in texts(a.success)))
     at.run()
     case_dir = audit_home / "cases" / case_id
     report = json.loads((case_dir / "audit" / "report.json").read_text())
@@ -178,7 +178,7 @@ def test_unlearn_page_compares_methods_and_uses_one_for_the_audit(install_case, 
     at.multiselect(key="compare_methods").set_value(["finetune", "neggrad"])
     at.checkbox(key="compare_floor").check()
     at.button(key="compare_button").click()
-    run_until(at, lambda a: any("Comparing 2 method(s): done" in t for t in texts(a.success)), timeout=180)
+    run_until(at, lambda a: any("Comparing 2 method(s): done" in t for t in texts(a.success)))
     at.run()
     assert any("Noise floor: retraining once more with seed 1" in t for t in texts(at.info))
     assert any("Doing nothing (the original model" in t for t in texts(at.caption))

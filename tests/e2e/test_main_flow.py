@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import Page, expect
 
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-SLOW = 180_000  # ms: training on a busy 2-core machine
+SLOW = 1_200_000  # ms: a guard against a hung step, not a speed goal (a busy 2-core machine is slow)
 
 
 def settle(page: Page) -> None:
@@ -16,12 +16,12 @@ def settle(page: Page) -> None:
 
 def go(page: Page, name: str) -> None:
     page.locator("[data-testid='stSidebarNav'] a", has_text=name).first.click()
-    page.wait_for_url(re.compile(name if name != "app" else ".*"), timeout=30_000)
+    page.wait_for_url(re.compile(name if name != "Home" else ".*"), timeout=SLOW)
     settle(page)
 
 
 def test_newcomer_trains_forgets_unlearns_and_sees_roc(page: Page, app_server: str) -> None:
-    page.set_default_timeout(60_000)
+    page.set_default_timeout(SLOW)
     page.goto(app_server)
     settle(page)
     expect(page.get_by_text("Was this data really forgotten")).to_be_visible()
@@ -55,7 +55,7 @@ def test_newcomer_trains_forgets_unlearns_and_sees_roc(page: Page, app_server: s
     page.get_by_role("button", name="Run audit").click()
     expect(page.get_by_text(re.compile(r"Membership audit: done"))).to_be_visible(timeout=SLOW)
     settle(page)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=SLOW)
     assert page.locator(".js-plotly-plot").count() >= 4  # ROC linear and log-log, per-class AUC, per-record exposure
     expect(page.get_by_text(re.compile(r"^(Forgotten|Not forgotten|Inconclusive)\.")).first).to_be_visible()
     for role in ("original", "unlearned", "retrained"):

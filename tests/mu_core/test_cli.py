@@ -40,7 +40,7 @@ def test_train_forget_unlearn_audit_chain_writes_a_full_report(tmp_path, capsys)
     unlearned, report_dir = tmp_path / "unlearned.safetensors", tmp_path / "audit"
 
     code, out, err = run_cli(capsys, "train", "--dataset", "digits", "--arch", "mlp", "--epochs", 3, "--out", original)
-    assert (code, err) == (0, "")
+    assert code == 0 and "train: 100%|" in err and "Training: epoch 3/3" in err  # the progress bar, drawn to the end
     assert out.startswith(f"wrote {original}: mlp on digits, 1437 training samples")
     assert read_record(original).recipe["epochs"] == 3
 
@@ -159,7 +159,7 @@ def test_no_command_is_bad_input(capsys):
 
 def test_python_dash_m_mu_core_list_runs_from_the_repo_root():
     done = subprocess.run(
-        [sys.executable, "-m", "mu_core", "list"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "mu_core", "list"], cwd=REPO_ROOT, capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stdout.splitlines() if not line.startswith("  ")] == HEADINGS

@@ -19,7 +19,7 @@ def test_job_returns_its_result_and_reports_progress() -> None:
         return 42
 
     jobs.submit("k", "Answer", work)
-    job = jobs.wait("k", timeout=10)
+    job = jobs.wait("k")
     assert (job.status, job.result, job.fraction) == ("done", 42, 1.0)
 
 
@@ -30,7 +30,7 @@ def test_bad_input_in_a_job_fails_with_its_sentence() -> None:
         raise AuditInputError("The forget request is empty: choose at least one training sample.")
 
     jobs.submit("k", "Unlearning", work)
-    job = jobs.wait("k", timeout=10)
+    job = jobs.wait("k")
     assert job.status == "failed"
     assert job.error == "The forget request is empty: choose at least one training sample."
 
@@ -38,11 +38,11 @@ def test_bad_input_in_a_job_fails_with_its_sentence() -> None:
 def test_a_second_job_with_the_same_key_is_refused_while_the_first_runs() -> None:
     jobs = JobManager()
     release = threading.Event()
-    jobs.submit("k", "Training", lambda progress: release.wait(10))
+    jobs.submit("k", "Training", lambda progress: release.wait())
     with pytest.raises(AuditInputError, match="still running"):
         jobs.submit("k", "Training", lambda progress: None)
     release.set()
-    assert jobs.wait("k", timeout=10).status == "done"
+    assert jobs.wait("k").status == "done"
 
 
 def test_cancelled_training_leaves_the_case_without_a_model(audit_home) -> None:
@@ -60,8 +60,24 @@ def test_cancelled_training_leaves_the_case_without_a_model(audit_home) -> None:
         return case_train(case, "digits", "mlp", epochs=500, progress=tracked)
 
     jobs.submit("train", "Training", progress_watcher)
-    assert started.wait(30)
+    started.wait()
     jobs.cancel("train")
-    job = jobs.wait("train", timeout=60)
+    job = jobs.wait("train")
     assert job.status == "cancelled"
     assert case.entry("original") is None and case.file("original") is None
+
+
+def test_a_job_says_it_is_preparing_while_the_engine_loads_then_runs() -> None:
+    preparing, release = threading.Event(), threading.Event()
+
+    def prepare() -> None:
+        preparing.set()
+        release.wait()
+
+    jobs = JobManager(prepare=prepare)
+    jobs.submit("k", "Training", lambda progress: progress(0.25, "epoch 1/4") or "trained")
+    preparing.wait()
+    job = jobs.get("k")
+    assert (job.status, job.message, job.fraction) == ("running", "Preparing (loading the engine)", 0.0)
+    release.set()
+    assert (jobs.wait("k").status, job.result, job.message) == ("done", "trained", "Done")

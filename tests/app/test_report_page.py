@@ -30,7 +30,7 @@ def test_report_page_builds_the_report_and_offers_downloads(install_case, audit_
     at = app("8_Report").run()
     at.toggle(key="report_pdf").set_value(False)
     next(b for b in at.button if b.label == "Build the report").click()
-    run_until(at, lambda a: any("Building the report: done" in t for t in texts(a.success)), timeout=120)
+    run_until(at, lambda a: any("Building the report: done" in t for t in texts(a.success)))
     at.run()
     assert not at.exception
     evidence = json.loads(case.path("report", "full", "evidence.json").read_text())

@@ -28,7 +28,7 @@ def running_audit(install_case) -> Iterator[tuple[str, str]]:
     ui.jobs().submit(key, "Membership audit", work)
     yield case_id, key
     stop.set()
-    ui.jobs().wait(key, timeout=30)
+    ui.jobs().wait(key)
 
 
 def test_a_running_job_locks_the_model_request_and_unlearned_model(running_audit) -> None:
@@ -40,7 +40,7 @@ def test_a_running_job_locks_the_model_request_and_unlearned_model(running_audit
         assert any("Membership audit" in t and "is running on this case" in t for t in texts(at.warning)), page
         assert all(at.button(key=b).disabled for b in buttons), page
     at.button(key=f"lock-cancel-{key}").click().run()
-    assert ui.jobs().wait(key, timeout=30).status == "cancelled"
+    assert ui.jobs().wait(key).status == "cancelled"
     at = app("2_Forget").run()
     assert not at.button(key="forget_save").disabled
     assert not any("is running on this case" in t for t in texts(at.warning))

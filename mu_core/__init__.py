@@ -94,6 +94,15 @@ _EXPORTS = {
     "case_forget_request": "workflow",
     "load_case_model": "workflow",
     "JobManager": "jobs",
+    # threats lab
+    "ScreenResult": "threats.screen",
+    "ThreatResult": "threats",
+    "case_screen": "threats.workflow",
+    "case_threat": "threats.workflow",
+    "get_threat": "threats",
+    "list_threats": "threats",
+    "run_threat": "threats",
+    "screen_request": "threats.screen",
     "DEFAULT_ATTACKS": "attacks",
     # reports and evidence
     "build_report": "report",

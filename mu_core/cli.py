@@ -1,4 +1,4 @@
-"""The command line: ``python -m mu_core {train,forget,unlearn,audit,demo,compare,invert,explain,report,keygen,verify,replay,purge,check-record,list}``.
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,demo,compare,invert,explain,report,keygen,verify,replay,purge,check-record,threat,screen,serve,list}``.
 
 Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
 what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
@@ -361,9 +361,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from .attacks import list_attacks
     from .data import list_datasets
     from .models import list_archs
+    from .threats import list_threats
     from .unlearn import list_methods
 
-    for heading, names in (("datasets", list_datasets()), ("architectures", list_archs()), ("methods", list_methods()), ("attacks", list_attacks())):
+    for heading, names in (("datasets", list_datasets()), ("architectures", list_archs()), ("methods", list_methods()), ("attacks", list_attacks()),
+                           ("threats", list_threats())):
         print(f"{heading}:")
         for name in names:
             print(f"  {name}")
@@ -385,6 +387,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .serve import serve
 
     return serve(port=args.port, address=args.address, secrets_file=args.secrets, headless=args.headless)
+
+
+def _threats_command(name: str, args: argparse.Namespace) -> int:
+    from .threats import commands
+
+    return getattr(commands, name)(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -566,6 +574,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
+
+    p = sub.add_parser("threat", help="run a threat of the Threats lab on a model (see 'list'); writes DIR/threat.json")
+    p.add_argument("name", help="the threat (see 'list')")
+    p.add_argument("--model", required=True, help="the model attacked (threats that poison training data retrain with its recipe)")
+    p.add_argument("--arch", help="architecture of a plain state-dict model")
+    data_args(p)
+    p.add_argument("--param", action="append", metavar="KEY=VALUE", help="a parameter of the threat (repeatable)")
+    p.add_argument("--seed", type=int, help="the threat's seed (same as --param seed=S)")
+    p.add_argument("--out", required=True, help="output folder for threat.json")
+    device_arg(p)
+    p.set_defaults(func=lambda args: _threats_command("cmd_threat", args))
+
+    p = sub.add_parser("screen", help="screen an unlearning request before running it: accept, review or reject; writes DIR/screen.json")
+    p.add_argument("--model", required=True)
+    p.add_argument("--arch", help="architecture of a plain state-dict model")
+    data_args(p)
+    p.add_argument("--forget", help="the request: a forget file of indices")
+    p.add_argument("--samples", metavar="NPZ", help="the request with its content: arrays index, x, y (e.g. a threat's request.npz)")
+    p.add_argument("--method", default="neggrad", help="the unlearning method of the dry run (default neggrad)")
+    p.add_argument("--tolerance", type=float, default=0.05, help="largest test-accuracy drop the dry run accepts (default 0.05)")
+    p.add_argument("--threshold", type=float, default=3.0, help="largest z-score of the gradient influence accepted (default 3)")
+    p.add_argument("--null-requests", type=int, default=20, help="random requests the influence is compared with (default 20)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder for screen.json")
+    device_arg(p)
+    p.set_defaults(func=lambda args: _threats_command("cmd_screen", args))
+
+    p = sub.add_parser("list", help="list datasets, architectures, methods, attacks and threats")
     p.set_defaults(func=cmd_list)
     return parser
 

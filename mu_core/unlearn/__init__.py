@@ -38,6 +38,7 @@ __all__ = [
     "parse_params",
     "preset",
     "register_method",
+    "typed_params",
     "unlearn",
 ]
 
@@ -122,6 +123,13 @@ def parse_params(method: str, given: dict[str, Any] | list[str] | None, *, n_tra
     """The method's :func:`preset` for ``n_train`` training samples updated by ``given`` (a dict,
     or ``KEY=VALUE`` strings), typed like the defaults."""
     defaults = preset(method, n_train) if method in _REGISTRY else {}
+    return typed_params(defaults, given, owner=f"'{method}'")
+
+
+def typed_params(defaults: dict[str, Any], given: dict[str, Any] | list[str] | None, *, owner: str, kind: str = "Method") -> dict[str, Any]:
+    """``defaults`` updated by ``given`` (a dict, or ``KEY=VALUE`` strings), each value typed like
+    its default; ``kind`` and ``owner`` name what the parameters belong to in error messages
+    (``Method 'neggrad' has no parameter ...``). Shared by unlearning methods and threats."""
     if isinstance(given, list):
         pairs = {}
         for item in given:
@@ -134,15 +142,15 @@ def parse_params(method: str, given: dict[str, Any] | list[str] | None, *, n_tra
     for key, value in (given or {}).items():
         if key not in defaults:
             known = ", ".join(defaults) or "none"
-            raise AuditInputError(f"Method '{method}' has no parameter '{key}' (its parameters: {known}).")
-        kind = type(defaults[key])
+            raise AuditInputError(f"{kind} {owner} has no parameter '{key}' (its parameters: {known}).")
+        type_ = type(defaults[key])
         try:
-            if kind is bool and isinstance(value, str):
+            if type_ is bool and isinstance(value, str):
                 params[key] = value.lower() in ("1", "true", "yes", "on")
             else:
-                params[key] = kind(value)
+                params[key] = type_(value)
         except (TypeError, ValueError):
-            raise AuditInputError(f"Parameter '{key}' of '{method}' must be a {kind.__name__}, not '{value}'.") from None
+            raise AuditInputError(f"Parameter '{key}' of {owner} must be a {type_.__name__}, not '{value}'.") from None
     return params
 
 

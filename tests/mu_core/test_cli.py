@@ -17,7 +17,7 @@ from mu_core.models import save_model
 from mu_core.models.io import read_record
 
 REPO_ROOT = Path(__file__).parents[2]
-HEADINGS = ["datasets:", "architectures:", "methods:", "attacks:"]
+HEADINGS = ["datasets:", "architectures:", "methods:", "attacks:", "threats:"]
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
@@ -103,12 +103,12 @@ def test_forget_from_an_index_file_validates_it(tmp_path, capsys):
     assert read_request(tmp_path / "out.txt").indices.tolist() == [3, 5]
 
 
-def test_list_prints_the_four_registries(capsys):
+def test_list_prints_the_five_registries(capsys):
     code, out, err = run_cli(capsys, "list")
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert [line for line in lines if not line.startswith("  ")] == HEADINGS
-    assert "  digits" in lines and "  resnet18" in lines and "  neggrad" in lines and "  loss" in lines
+    assert "  digits" in lines and "  resnet18" in lines and "  neggrad" in lines and "  loss" in lines and "  backdoor_verify" in lines
 
 
 BAD_INPUT = {

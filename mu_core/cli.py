@@ -573,8 +573,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--headless", action="store_true", help="do not open a browser")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
-
     p = sub.add_parser("threat", help="run a threat of the Threats lab on a model (see 'list'); writes DIR/threat.json")
     p.add_argument("name", help="the threat (see 'list')")
     p.add_argument("--model", required=True, help="the model attacked (threats that poison training data retrain with its recipe)")

@@ -85,6 +85,12 @@ _EXPORTS = {
     "load_case_model": "workflow",
     "JobManager": "jobs",
     "DEFAULT_ATTACKS": "attacks",
+    # diffusion models
+    "DDPM": "models.ddpm",
+    "model_family": "models.ddpm",
+    "method_families": "unlearn",
+    "generate_samples": "generate",
+    "case_generate": "generate",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

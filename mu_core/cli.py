@@ -68,6 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = default_config(args.arch, args.train_size or data.n_train, seed=args.seed, epochs=args.epochs)
     overrides = {k: v for k, v in {"lr": args.lr, "batch_size": args.batch_size}.items() if v}
     config = TrainConfig(**{**config.to_dict(), **overrides})
+    if args.sisa and args.arch == "ddpm":
+        raise AuditInputError("--sisa trains classifier ensembles; a DDPM trains as one model.")
     if args.sisa and args.init:
         raise AuditInputError("--init fine-tunes one model from a base; it does not combine with --sisa.")
     if args.sisa:
@@ -78,7 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model, record = _with_bar("train", fit_sisa, data, args.arch, config, shards=shards, slices=slices,
                                   aggregate=args.sisa_aggregate, train_indices=indices, device=args.device)
     else:
-        model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, init=args.init, device=args.device)
+        model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, init=args.init,
+                                  timesteps=args.timesteps, device=args.device)
     save_model(model, record, out)
     m = record.metrics
     print(f"wrote {out}: {args.arch} on {args.dataset}, {len(record.train_indices)} training samples, "
@@ -167,6 +170,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     models = {role: _load(path, args) for role, path in paths.items()}
     request = read_request(args.forget)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else None
+    from .diffusion_cli import audit_options
+
+    attacks, options = audit_options(models["original"][1], attacks, args)
     reference_dir = None
     if args.case:
         from .case import MANIFEST
@@ -176,7 +182,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     method_params = parse_params(args.method, args.param or []) if args.method else None
     if args.reference_models < 2 or args.reference_models % 2:
         raise AuditInputError("--reference-models must be even and at least 2 (e.g. 16).")
-    if attacks and any(get_attack(a).reference_models for a in attacks):
+    from .models.ddpm import is_diffusion
+
+    if attacks and any(get_attack(a).reference_models for a in attacks) and not is_diffusion(models["original"][1]):
         from .attacks.reference import estimate_reference_seconds
         from .data import DatasetSpec, load_dataset
 
@@ -190,7 +198,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = _with_bar(
         "audit", run_audit, models, request.indices, attacks=attacks, seed=args.seed, model_files=paths, device=args.device,
         reference_models=args.reference_models, reference_dir=reference_dir, method=args.method, method_params=method_params,
-        margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap,
+        margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap, options=options,
     )
     path = result.write(args.out)
     print(f"wrote {path}")
@@ -245,6 +253,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     from .inversion import InversionConfig, apply_defense, invert, load_recorded_base
 
     original, record = _load(args.original, args)
+    _classifier_only(record, "invert")
     unlearned, unlearned_record = _load(args.unlearned, args)
     request = read_request(args.forget)
     data = load_dataset(DatasetSpec.from_dict(record.dataset))
@@ -308,6 +317,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.retrained:
         paths["retrained"] = args.retrained
     models = {role: _load(path, args) for role, path in paths.items()}
+    _classifier_only(models["original"][1], "explain")
     request = read_request(args.forget)
     labeller = get_labeller(args.labeller, **({"checkpoint": args.clip_checkpoint} if args.labeller == "open_clip" else {}))
     result = _with_bar("explain", explain_models, models, request.indices, layers=args.layer, labeller=labeller,
@@ -323,6 +333,17 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         print(f"forgotten-concept neurons: not counted ({counts['note']})")
     return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .diffusion_cli import run_generate
+
+    return run_generate(args, _load(args.model, args), _with_bar)
+
+
+def _classifier_only(record, command: str) -> None:
+    if record.arch == "ddpm":
+        raise AuditInputError(f"'{command}' covers classifiers only; this is a diffusion model (audit it, or sample it with 'generate').")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -360,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="BASE", help="start from this base model's weights (fine-tuning; retrain repeats it from the same base)")
     p.add_argument("--sisa", metavar="SxR", help="train a SISA ensemble of S shards x R slices (unlearn it with --method sisa)")
     p.add_argument("--sisa-aggregate", choices=["mean", "vote"], default="mean", help="how SISA shards vote")
+    p.add_argument("--timesteps", type=int, help="--arch ddpm: diffusion steps T (default 200)")
     p.add_argument("--out", required=True, help="output .safetensors file")
     device_arg(p)
     p.set_defaults(func=cmd_train)
@@ -405,6 +427,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals (default 200)")
     p.add_argument("--fail-on", choices=["not_forgotten", "inconclusive", "forgotten"], help="exit with status 3 when this is the verdict")
     p.add_argument("--seed", type=int, default=0, help="seed of the non-member sampling")
+    p.add_argument("--timesteps", help="diffusion attacks: comma-separated timesteps to query (default: each attack's own)")
+    p.add_argument("--noise-draws", type=int, help="diffusion attacks: noise draws per timestep (default 1)")
+    p.add_argument("--attack-option", action="append", metavar="KEY=VALUE",
+                   help="an attack option, e.g. secmi_t=20, pia_p=2, gsa_reference_models=2 (repeatable)")
     p.add_argument("--out", required=True, help="output folder for report.json, scores.csv, roc.csv and records.csv")
     device_arg(p)
     p.set_defaults(func=cmd_audit)
@@ -464,6 +490,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder for neurons.json, neurons.npz and heatmap PNGs")
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("generate", help="sample images per class from a diffusion model (arch ddpm) into a PNG grid")
+    p.add_argument("--model", required=True)
+    p.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
+    p.add_argument("--classes", help="comma-separated classes (indices or names; default: all)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="ddim (fast, deterministic) or ddpm (all T steps)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder for grid.png, samples.npz and samples.json")
+    device_arg(p)
+    p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
     p.set_defaults(func=cmd_list)

@@ -111,6 +111,12 @@ _EXPORTS = {
     "purge_case": "report",
     "replay_bundle": "report",
     "verify_bundle": "report",
+    # diffusion models
+    "DDPM": "models.ddpm",
+    "model_family": "models.ddpm",
+    "method_families": "unlearn",
+    "generate_samples": "generate",
+    "case_generate": "generate",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

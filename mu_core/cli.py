@@ -80,6 +80,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = default_config(args.arch, args.train_size or data.n_train, seed=args.seed, epochs=args.epochs)
     overrides = {k: v for k, v in {"lr": args.lr, "batch_size": args.batch_size}.items() if v}
     config = TrainConfig(**{**config.to_dict(), **overrides})
+    if args.sisa and args.arch == "ddpm":
+        raise AuditInputError("--sisa trains classifier ensembles; a DDPM trains as one model.")
     if args.sisa and args.init:
         raise AuditInputError("--init fine-tunes one model from a base; it does not combine with --sisa.")
     if args.sisa:
@@ -90,7 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         model, record = _with_bar("train", fit_sisa, data, args.arch, config, shards=shards, slices=slices,
                                   aggregate=args.sisa_aggregate, train_indices=indices, device=args.device)
     else:
-        model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, init=args.init, device=args.device)
+        model, record = _with_bar("train", fit_model, data, args.arch, config, train_size=args.train_size, init=args.init,
+                                  timesteps=args.timesteps, device=args.device)
     save_model(model, record, out)
     m = record.metrics
     print(f"wrote {out}: {args.arch} on {args.dataset}, {len(record.train_indices)} training samples, "
@@ -180,6 +183,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     more_retrained = [_load(path, args) for path in (args.retrained or [])[1:]]
     request = read_request(args.forget)
     attacks = [a.strip() for a in args.attacks.split(",") if a.strip()] if args.attacks else None
+    from .diffusion_cli import audit_options
+
+    attacks, options = audit_options(models["original"][1], attacks, args)
     reference_dir = None
     if args.case:
         from .case import MANIFEST
@@ -191,10 +197,13 @@ def cmd_audit(args: argparse.Namespace) -> int:
         raise AuditInputError("--reference-models must be even and at least 2 (e.g. 16).")
     from .audit.report import check_settings
     from .audit.retrains import retrains_note
+    from .models.ddpm import is_diffusion
 
+    if args.retrains is None:  # the default: 4 retrains for a classifier; a diffusion model's retrain costs minutes
+        args.retrains = 0 if is_diffusion(models["original"][1]) else 4
     check_settings(margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap, attacks=attacks)
     print(retrains_note(models["original"][1], args.retrains, len(args.retrained or []), len(request.indices), reference_dir), file=sys.stderr)
-    if attacks and any(get_attack(a).reference_models for a in attacks):
+    if attacks and any(get_attack(a).reference_models for a in attacks) and not is_diffusion(models["original"][1]):
         from .attacks.reference import estimate_reference_seconds
         from .data import DatasetSpec, load_dataset
 
@@ -208,7 +217,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     result = _with_bar(
         "audit", run_audit, models, request.indices, attacks=attacks, seed=args.seed, model_files=paths, device=args.device,
         reference_models=args.reference_models, reference_dir=reference_dir, method=args.method, method_params=method_params,
-        margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap, retrains=args.retrains, more_retrained=more_retrained,
+        margin=args.margin, alpha=args.alpha, bootstrap=args.bootstrap, retrains=args.retrains, more_retrained=more_retrained, options=options,
     )
     path = result.write(args.out)
     if reference_dir is not None and reference_dir.parent == Path(args.case):
@@ -269,6 +278,7 @@ def cmd_invert(args: argparse.Namespace) -> int:
     from .inversion import InversionConfig, apply_defense, invert, load_recorded_base
 
     original, record = _load(args.original, args)
+    _classifier_only(record, "invert")
     unlearned, unlearned_record = _load(args.unlearned, args)
     request = read_request(args.forget)
     data = load_dataset(DatasetSpec.from_dict(record.dataset))
@@ -332,6 +342,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.retrained:
         paths["retrained"] = args.retrained
     models = {role: _load(path, args) for role, path in paths.items()}
+    _classifier_only(models["original"][1], "explain")
     request = read_request(args.forget)
     labeller = get_labeller(args.labeller, **({"checkpoint": args.clip_checkpoint} if args.labeller == "open_clip" else {}))
     result = _with_bar("explain", explain_models, models, request.indices, layers=args.layer, labeller=labeller,
@@ -355,6 +366,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = _with_bar("demo", run_demo, args.out)
     print("\n".join(demo_lines(summary, Path(args.out))))
     return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .diffusion_cli import run_generate
+
+    return run_generate(args, _load(args.model, args), _with_bar)
+
+
+def _classifier_only(record, command: str) -> None:
+    if record.arch == "ddpm":
+        raise AuditInputError(f"'{command}' covers classifiers only; this is a diffusion model (audit it, or sample it with 'generate').")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -417,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="BASE", help="start from this base model's weights (fine-tuning; retrain repeats it from the same base)")
     p.add_argument("--sisa", metavar="SxR", help="train a SISA ensemble of S shards x R slices (unlearn it with --method sisa)")
     p.add_argument("--sisa-aggregate", choices=["mean", "vote"], default="mean", help="how SISA shards vote")
+    p.add_argument("--timesteps", type=int, help="--arch ddpm: diffusion steps T (default 200)")
     p.add_argument("--out", required=True, help="output .safetensors file")
     device_arg(p)
     p.set_defaults(func=cmd_train)
@@ -449,9 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", required=True)
     p.add_argument("--unlearned", required=True)
     p.add_argument("--retrained", action="append", metavar="FILE", help="an exact retrain (repeatable: several retrains with different seeds)")
-    p.add_argument("--retrains", type=int, default=4, metavar="K",
+    p.add_argument("--retrains", type=int, default=None, metavar="K",
                    help="the reference holds K exact retrains: the --retrained files, the rest trained with consecutive seeds "
-                        "(kept and reused with --case); 0: only the files given (default 4)")
+                        "(kept and reused with --case); 0: only the files given (default 4; 0 for a diffusion model)")
     p.add_argument("--arch", help="architecture of plain state-dict models")
     data_args(p)
     p.add_argument("--forget", required=True)
@@ -465,6 +488,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for the intervals (default 200)")
     p.add_argument("--fail-on", choices=["not_forgotten", "inconclusive", "forgotten"], help="exit with status 3 when this is the verdict")
     p.add_argument("--seed", type=int, default=0, help="seed of the non-member sampling")
+    p.add_argument("--timesteps", help="diffusion attacks: comma-separated timesteps to query (default: each attack's own)")
+    p.add_argument("--noise-draws", type=int, help="diffusion attacks: noise draws per timestep (default 1)")
+    p.add_argument("--attack-option", action="append", metavar="KEY=VALUE",
+                   help="an attack option, e.g. secmi_t=20, pia_p=2, gsa_reference_models=2 (repeatable)")
     p.add_argument("--out", required=True, help="output folder for report.json, scores.csv, roc.csv and records.csv")
     device_arg(p)
     p.set_defaults(func=cmd_audit)
@@ -600,6 +627,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda args: _threats_command("cmd_screen", args))
 
     p = sub.add_parser("list", help="list datasets, architectures, methods, attacks and threats")
+
+    p = sub.add_parser("generate", help="sample images per class from a diffusion model (arch ddpm) into a PNG grid")
+    p.add_argument("--model", required=True)
+    p.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
+    p.add_argument("--classes", help="comma-separated classes (indices or names; default: all)")
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default="ddim", help="ddim (fast, deterministic) or ddpm (all T steps)")
+    p.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder for grid.png, samples.npz and samples.json")
+    device_arg(p)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
     p.set_defaults(func=cmd_list)
     return parser
 

@@ -139,9 +139,11 @@ def compare_methods(
     average trials; ``avg_gap_sd`` is the spread of the single runs' gaps. The saved model is
     the first run's.
     """
-    unknown = [m for m in methods if m not in list_methods()]
+    if record.arch == "ddpm":
+        raise AuditInputError("compare scores classifiers (UA, RA, TA, MIA-efficacy); for a diffusion model unlearn and audit each method.")
+    unknown = [m for m in methods if m not in list_methods("classifier")]
     if unknown:
-        raise AuditInputError(f"Unknown method(s) {', '.join(unknown)}; choose from: {', '.join(list_methods())}.")
+        raise AuditInputError(f"Unknown method(s) {', '.join(unknown)}; choose from: {', '.join(list_methods('classifier'))}.")
     data = dataset or load_dataset(DatasetSpec.from_dict(record.dataset))
     forget_idx = validate_indices(forget_indices, record.train_indices, record.n_train_split)
     retain_idx = np.setdiff1d(record.train_indices, forget_idx)

@@ -49,6 +49,10 @@ class TrainConfig:
 
 def default_config(arch: str, n_train: int, *, seed: int = 0, epochs: int | None = None) -> TrainConfig:
     """Defaults that train each architecture well and fast: small data gets more epochs."""
+    if arch == "ddpm":
+        from .train_diffusion import ddpm_default_config
+
+        return ddpm_default_config(n_train, seed=seed, epochs=epochs)
     if arch.startswith("resnet"):
         base = TrainConfig(epochs=15 if n_train < 5000 else 5, batch_size=128, lr=0.05, optimizer="sgd", weight_decay=5e-4)
     else:
@@ -150,6 +154,7 @@ def fit_model(
     train_size: int | None = None,
     init_state: dict | None = None,
     init: str | Path | None = None,
+    timesteps: int | None = None,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
 ) -> tuple[nn.Module, ModelRecord]:
@@ -159,6 +164,8 @@ def fit_model(
     setting of Hu et al. 2024); the recipe records its path and sha256, so ``retrain`` repeats
     the fine-tuning from the same base.
     ``train_indices`` (or a seeded subset of ``train_size`` samples) restrict the training set.
+    ``arch="ddpm"`` trains a diffusion model (:func:`mu_core.train_diffusion.fit_ddpm`) with
+    ``timesteps`` diffusion steps (default 200); its accuracies are the diffusion classifier's.
     Returns the model (eval mode, CPU) and its record, with train and test accuracy.
 
     >>> model, record = fit_model("digits", "cnn")          # doctest: +SKIP
@@ -175,6 +182,13 @@ def fit_model(
         )
     train_indices = np.sort(np.asarray(train_indices, dtype=np.int64))
     config = (config or default_config(arch, len(train_indices))).validate()
+    if arch == "ddpm":
+        if init is not None or init_state is not None:
+            raise AuditInputError("A DDPM trains from scratch here; --init is for classifiers.")
+        from .train_diffusion import fit_ddpm
+
+        return fit_ddpm(data, config, train_indices, timesteps=timesteps, progress=progress, device=device,
+                        extra_recipe={"train_size": int(train_size)} if train_size else None)
 
     started = time.perf_counter()
     seed_everything(config.seed)

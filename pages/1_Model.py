@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from pages._lib import ui
+from pages._lib import family, ui
 
 ui.setup_page("Model", ":material/neurology:")
 st.title(":material/neurology: Model")
@@ -35,6 +35,7 @@ if case is not None and case.entry("original"):
         + "."
     )
     st.caption(f"SHA-256 {entry.get('sha256')}")
+    family.model_note(case)
     ui.link("forget", "Next: choose samples to forget", ":material/arrow_forward:")
 
 train_tab, upload_tab = st.tabs(["Train a model", "Upload a model"])

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from pages._lib import ui
+from pages._lib import family, ui
 
 ui.setup_page("Unlearn", ":material/cleaning_services:")
 st.title(":material/cleaning_services: Unlearn")
@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 
 from mu_core.errors import AuditInputError  # noqa: E402
 from mu_core.models.io import read_record  # noqa: E402
-from mu_core.unlearn import LARGE_TRAINING_SET, get_method, list_methods, preset  # noqa: E402
+from mu_core.unlearn import LARGE_TRAINING_SET  # noqa: E402
 from mu_core.workflow import (  # noqa: E402
     case_compare,
     case_forget_request,
@@ -40,17 +40,17 @@ n_train = len(original_record.train_indices) if original_record is not None else
 st.markdown(f"Forget request: **{request.describe()}**.")
 
 # --- Method -------------------------------------------------------------------------------------
-methods = [m for m in list_methods() if m != "retrain"]
+methods = family.methods(case)
 left, right = st.columns(2)
 with left:
     st.subheader("Unlearning method")
-    method = st.selectbox("Method", methods, key="unlearn_method", format_func=lambda m: f"{m} – {get_method(m).summary}")
-    impl = get_method(method)
+    method = st.selectbox("Method", methods, key="unlearn_method", format_func=lambda m: f"{m} – {family.method(case, m).summary}")
+    impl = family.method(case, method)
     params = {}
     if n_train is not None and n_train >= LARGE_TRAINING_SET and impl.large:
         st.caption(f"The original trained on {n_train:,} samples, so this method starts from its large-data preset "
                    f"({', '.join(f'{k} {v}' for k, v in impl.large.items())}).")
-    for name, default in preset(method, n_train).items():
+    for name, default in family.method_preset(case, method, n_train).items():
         key = f"param_{method}_{name}"
         help_text = impl.help.get(name)
         if isinstance(default, bool):
@@ -107,6 +107,7 @@ for role, acc in table.items():
                  "forget accuracy": acc["forget_acc"], "retain accuracy": acc["retain_acc"], "test accuracy": acc["test_acc"]})
 frame = pd.DataFrame(rows).set_index("model")
 st.dataframe(frame.style.format({c: "{:.1%}" for c in frame.columns if "accuracy" in c}), key="utility_table")
+family.model_note(case)
 st.caption(
     "A good unlearning method brings forget accuracy close to the retrained model's while keeping retain "
     "and test accuracy. Lower than retrained is not better: it can itself reveal which samples were forgotten."
@@ -122,6 +123,8 @@ st.caption(
     "retain accuracy, TA = test accuracy (for a forgotten class, on the other classes), MIA-efficacy, and "
     "Avg. Gap = mean distance to retraining over those four. Lower gap is better; retraining is the ideal."
 )
+if family.classifiers_only(case, "Comparing methods (UA, RA, TA, MIA-efficacy)"):
+    st.stop()
 compare_key = ui.job_key(case, "compare")
 c1, c2, c3, c4 = st.columns([4, 1, 1, 1], vertical_alignment="bottom")
 chosen = c1.multiselect("Methods", methods, default=[m for m in ("finetune", "neggrad") if m in methods], key="compare_methods")

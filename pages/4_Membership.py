@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from pages._lib import ui
+from pages._lib import family, ui
 
 ui.setup_page("Membership", ":material/policy:")
 st.title(":material/policy: Membership inference")
@@ -26,7 +26,7 @@ if not ui.need(case, "original", "forget"):
 
 import pandas as pd  # noqa: E402
 
-from mu_core.attacks import DEFAULT_ATTACKS, get_attack, list_attacks  # noqa: E402
+from mu_core.attacks import get_attack, list_attacks  # noqa: E402
 from mu_core.audit.verdict import VERDICT_RULE  # noqa: E402
 from mu_core.plots import exposure_figure, per_class_figure, roc_figure  # noqa: E402
 from mu_core.workflow import case_audit  # noqa: E402
@@ -41,8 +41,9 @@ elif not case.entry("retrained"):
 
 with st.container(border=True):
     st.markdown("**Attacks**")
+    offered, defaults = family.attacks(case)
     attacks = st.multiselect(
-        "Attacks", list_attacks(), default=list(DEFAULT_ATTACKS), key="audit_attacks", label_visibility="collapsed",
+        "Attacks", offered, default=defaults, key="audit_attacks", label_visibility="collapsed",
         format_func=lambda a: f"{a}{' (reference models)' if get_attack(a).reference_models else ''}",
         help="The default attacks need no reference models. LiRA, RMIA, shadow, gradient_norm, U-LiRA and kaggle_epsilon train them once per case.",
     )
@@ -103,7 +104,7 @@ with st.container(border=True):
 audit_key = ui.job_key(case, "audit")
 job = ui.jobs().get(audit_key)
 if st.button("Run audit", type="primary", icon=":material/play_arrow:", disabled=bool(job and job.running), key="audit_button"):
-    chosen_attacks = list(attacks) or list(DEFAULT_ATTACKS)
+    chosen_attacks = list(attacks) or defaults
     settings = {"reference_models": int(k), "method": method, "margin": float(margin), "alpha": float(alpha), "bootstrap": int(bootstrap),
                 "retrains": int(retrains)}
     if ui.start_job(audit_key, "Membership audit", lambda progress: case_audit(case, chosen_attacks, progress=progress, **settings)):

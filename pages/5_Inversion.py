@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from pages._lib import ui
+from pages._lib import family, ui
 
 ui.setup_page("Inversion", ":material/image_search:")
 st.title(":material/image_search: Unlearning inversion")
@@ -21,6 +21,8 @@ st.caption(
 )
 
 case = ui.current_case()
+if family.classifiers_only(case, "The Inversion page"):
+    st.stop()
 if not ui.need(case, "original", "forget", "unlearned"):
     st.stop()
 

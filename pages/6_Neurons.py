@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from pages._lib import ui
+from pages._lib import family, ui
 
 ui.setup_page("Neurons", ":material/psychology:")
 st.title(":material/psychology: Neurons")
@@ -20,6 +20,8 @@ st.caption(
 )
 
 case = ui.current_case()
+if family.classifiers_only(case, "The Neurons page"):
+    st.stop()
 if not ui.need(case, "original", "forget"):
     st.stop()
 if not (case.entry("unlearned") or case.entry("retrained")):

@@ -153,8 +153,11 @@ class AttackContext:
     def references(self):
         """The reference models (trained on first use, or loaded from ``reference_dir``)."""
         if "references" not in self.cache:
+            from ..models.ddpm import model_family
             from .reference import get_references
 
+            if model_family(self.original_record) != "classifier":
+                raise AttackNotApplicable("its reference models are classifiers; for a diffusion model use gsa1 or gsa2")
             self.cache["references"] = get_references(self)
         return self.cache["references"]
 
@@ -176,3 +179,4 @@ class AttackContext:
 
 from . import threshold  # noqa: E402,F401,I001  (registers the attacks, in this order)
 from . import label_only, learned, reference_attacks, unlearning  # noqa: E402, F401
+from . import diffusion  # noqa: E402, F401

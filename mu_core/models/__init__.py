@@ -8,6 +8,7 @@ True
 
 from __future__ import annotations
 
+from . import ddpm  # noqa: F401  (registers the ddpm architecture)
 from .archs import build_model, list_archs, register_arch
 from .io import ModelRecord, load_model, save_model, sha256_file
 

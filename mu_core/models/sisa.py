@@ -80,6 +80,10 @@ def decode_assignment(data: list[list[dict]]) -> list[list[np.ndarray]]:
 
 def model_from_record(record) -> nn.Module:
     """A fresh model of the record's kind: a :class:`SisaEnsemble` for SISA records."""
+    if record.arch == "ddpm":
+        from .ddpm import ddpm_from_record
+
+        return ddpm_from_record(record)
     sisa = record.recipe.get("sisa") if isinstance(record.recipe, dict) else None
     if sisa:
         return SisaEnsemble(record.arch, record.in_shape, record.num_classes, int(sisa["shards"]), sisa.get("aggregate", "mean"))

@@ -35,6 +35,7 @@ __all__ = [
     "UnlearnResult",
     "get_method",
     "list_methods",
+    "method_families",
     "parse_params",
     "preset",
     "register_method",
@@ -74,10 +75,13 @@ LARGE_TRAINING_SET = 20_000
 class UnlearnMethod(ABC):
     """One unlearning algorithm. ``defaults`` documents and types its hyper-parameters;
     ``large`` overrides some of them for training sets of :data:`LARGE_TRAINING_SET` samples or
-    more, where a pass over the forget or retain set costs a real share of retraining."""
+    more, where a pass over the forget or retain set costs a real share of retraining.
+    ``family`` is the model family it unlearns (``classifier`` or ``diffusion``); one name may
+    have an implementation per family (``retrain``, ``finetune``, ``neggrad``)."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    family: ClassVar[str] = "classifier"
     exact: ClassVar[bool] = False
     defaults: ClassVar[dict[str, Any]] = {}
     large: ClassVar[dict[str, Any]] = {}
@@ -88,41 +92,61 @@ class UnlearnMethod(ABC):
         """Return the unlearned model (``model`` is the caller's copy and may be changed)."""
 
 
-_REGISTRY: dict[str, type[UnlearnMethod]] = {}
+_REGISTRY: dict[str, dict[str, type[UnlearnMethod]]] = {}
+_FAMILY_WORDS = {"classifier": "classifiers", "diffusion": "diffusion models"}
 
 
 def register_method(cls: type[UnlearnMethod]) -> type[UnlearnMethod]:
-    """Class decorator adding a method under ``cls.name``."""
-    _REGISTRY[cls.name] = cls
+    """Class decorator adding a method under ``cls.name`` for its ``cls.family``."""
+    _REGISTRY.setdefault(cls.name, {})[cls.family] = cls
     return cls
 
 
-def list_methods() -> list[str]:
-    return list(_REGISTRY)
+def list_methods(family: str | None = None) -> list[str]:
+    """Method names, all of them or those that unlearn the given model family."""
+    return [name for name, impls in _REGISTRY.items() if family is None or family in impls]
 
 
-def get_method(name: str) -> UnlearnMethod:
+def method_families(name: str) -> tuple[str, ...]:
+    """The model families ``name`` unlearns (``classifier``, ``diffusion``)."""
+    return tuple(_REGISTRY.get(name, {}))
+
+
+def _impl(name: str, family: str | None) -> type[UnlearnMethod]:
     if name not in _REGISTRY:
         raise AuditInputError(f"Unknown unlearning method '{name}'; choose one of: {', '.join(_REGISTRY)}.")
-    return _REGISTRY[name]()
+    impls = _REGISTRY[name]
+    if family is None:
+        return impls.get("classifier") or next(iter(impls.values()))
+    if family not in impls:
+        kinds = " and ".join(_FAMILY_WORDS.get(f, f) for f in impls)
+        raise AuditInputError(f"'{name}' unlearns {kinds} only; for {_FAMILY_WORDS.get(family, family)} choose one of: "
+                              f"{', '.join(list_methods(family))}.")
+    return impls[family]
 
 
-def preset(method: str, n_train: int | None = None) -> dict[str, Any]:
+def get_method(name: str, family: str | None = None) -> UnlearnMethod:
+    """The method ``name`` for a model ``family`` (default: its classifier version, if any)."""
+    return _impl(name, family)()
+
+
+def preset(method: str, n_train: int | None = None, family: str | None = None) -> dict[str, Any]:
     """The method's default parameters for a training set of ``n_train`` samples: ``defaults``,
     with the ``large`` preset on top from :data:`LARGE_TRAINING_SET` samples on.
 
     >>> preset("neggrad_plus")["epochs"], preset("neggrad_plus", 60_000)["epochs"]
     (15, 1)
     """
-    impl = _REGISTRY[method]
+    impl = _impl(method, family)
     large = n_train is not None and n_train >= LARGE_TRAINING_SET
     return {**impl.defaults, **(impl.large if large else {})}
 
 
-def parse_params(method: str, given: dict[str, Any] | list[str] | None, *, n_train: int | None = None) -> dict[str, Any]:
+def parse_params(method: str, given: dict[str, Any] | list[str] | None, *, n_train: int | None = None,
+                 family: str | None = None) -> dict[str, Any]:
     """The method's :func:`preset` for ``n_train`` training samples updated by ``given`` (a dict,
     or ``KEY=VALUE`` strings), typed like the defaults."""
-    defaults = preset(method, n_train) if method in _REGISTRY else {}
+    defaults = preset(method, n_train, family) if method in _REGISTRY else {}
     return typed_params(defaults, given, owner=f"'{method}'")
 
 
@@ -178,8 +202,11 @@ def unlearn(
     device: torch.device | str | None = None,
 ) -> UnlearnResult:
     """Unlearn ``forget_indices`` from ``model`` (left untouched) with ``method``."""
-    impl = get_method(method)
-    params = parse_params(method, params, n_train=len(record.train_indices))
+    from ..models.ddpm import model_family
+
+    family = model_family(record)
+    impl = get_method(method, family)
+    params = parse_params(method, params, n_train=len(record.train_indices), family=family)
     data = dataset or load_dataset(DatasetSpec.from_dict(record.dataset))
     forget_idx = validate_indices(forget_indices, record.train_indices, record.n_train_split)
     retain_idx = np.setdiff1d(record.train_indices, forget_idx)
@@ -195,13 +222,18 @@ def unlearn(
 
     fx, fy = ctx.forget_data()
     rx, ry = ctx.retain_data()
-    metrics = {
-        "forget_acc": accuracy(result, fx, fy),
-        "retain_acc": accuracy(result, rx, ry),
-        "test_acc": accuracy(result, data.x_test, data.y_test),
-        "unlearn_seconds": round(seconds, 3),
-        "device": str(device),
-    }
+    if family == "diffusion":
+        from ..train_diffusion import diffusion_metrics
+
+        metrics = diffusion_metrics(result, {"forget": (fx, fy), "retain": (rx, ry), "test": (data.x_test, data.y_test)}, device=device)
+        result.cpu()
+    else:
+        metrics = {
+            "forget_acc": accuracy(result, fx, fy),
+            "retain_acc": accuracy(result, rx, ry),
+            "test_acc": accuracy(result, data.x_test, data.y_test),
+        }
+    metrics.update({"unlearn_seconds": round(seconds, 3), "device": str(device)})
     new_record = record.with_updates(
         train_indices=retain_idx,
         recipe={**record.recipe, **ctx.recipe_updates},
@@ -218,4 +250,4 @@ def unlearn(
     return UnlearnResult(result, new_record, method, params, seconds)
 
 
-from . import basic, gradient, sisa, teacher  # noqa: E402,F401  (registers the methods)
+from . import basic, diffusion, gradient, sisa, teacher  # noqa: E402,F401  (registers the methods)

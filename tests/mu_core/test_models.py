@@ -15,8 +15,8 @@ from mu_core.models import build_model, list_archs, load_model, save_model, sha2
 from mu_core.models.io import decode_indices, encode_indices, read_record
 
 
-def test_registry_lists_the_four_architectures():
-    assert list_archs() == ["mlp", "cnn", "resnet18", "resnet18_small"]
+def test_registry_lists_the_four_classifiers_and_the_ddpm():
+    assert list_archs() == ["mlp", "cnn", "resnet18", "resnet18_small", "ddpm"]
 
 
 @pytest.mark.parametrize("arch", ["mlp", "cnn", "resnet18", "resnet18_small"])

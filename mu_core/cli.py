@@ -1,4 +1,4 @@
-"""The command line: ``python -m mu_core {train,forget,unlearn,audit,demo,compare,invert,explain,report,keygen,verify,replay,purge,check-record,threat,screen,serve,list}``.
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,demo,compare,invert,explain,report,keygen,verify,replay,purge,check-record,threat,screen,serve,generate,list}``.
 
 Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
 what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
@@ -626,8 +626,6 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(func=lambda args: _threats_command("cmd_screen", args))
 
-    p = sub.add_parser("list", help="list datasets, architectures, methods, attacks and threats")
-
     p = sub.add_parser("generate", help="sample images per class from a diffusion model (arch ddpm) into a PNG grid")
     p.add_argument("--model", required=True)
     p.add_argument("--per-class", type=int, default=8, help="samples per class (default 8)")
@@ -639,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(func=cmd_generate)
 
-    p = sub.add_parser("list", help="list datasets, architectures, methods and attacks")
+    p = sub.add_parser("list", help="list datasets, architectures, methods, attacks and threats")
     p.set_defaults(func=cmd_list)
     return parser
 

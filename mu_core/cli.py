@@ -344,14 +344,25 @@ def cmd_explain(args: argparse.Namespace) -> int:
     models = {role: _load(path, args) for role, path in paths.items()}
     _classifier_only(models["original"][1], "explain")
     request = read_request(args.forget)
-    labeller = get_labeller(args.labeller, **({"checkpoint": args.clip_checkpoint} if args.labeller == "open_clip" else {}))
+    from .neurons.foundation import labeller_options
+
+    def build(name: str):
+        return get_labeller(name, **(labeller_options(args.clip_checkpoint, args.clip_model, args.vocabulary, args.device)
+                                     if name == "open_clip" else {}))
+
+    labeller = build(args.labeller)
+    compare = build(args.compare_labeller) if args.compare_labeller else None
     result = _with_bar("explain", explain_models, models, request.indices, layers=args.layer, labeller=labeller,
-                       max_samples=args.max_samples, seed=args.seed)
+                       compare_labeller=compare, max_samples=args.max_samples, seed=args.seed)
     path = result.write(args.out)
     data = result.data
     counts = data["forgotten_concept_neurons"]
     print(f"wrote {path} and {len(data['heatmaps'])} heatmap PNG(s); layers: {', '.join(layer['name'] for layer in data['layers'])}")
     print(f"final-layer label agreement (original): {data['final_layer_label_agreement']:.0%}")
+    if data["label_agreement"]:
+        from .neurons.foundation import agreement_lines
+
+        print(*agreement_lines(data), sep="\n")
     if counts["classes"]:
         extra = f", retrained {counts['retrained']}" if counts.get("retrained") is not None else ""
         print(f"neurons labelled {'/'.join(counts['classes'])}: before {counts['before']}, after {counts['after']}{extra}")
@@ -550,10 +561,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="conv/linear layer(s) to explain (repeatable; default: every hidden one and the output layer)")
     p.add_argument("--labeller", default="selectivity", choices=["selectivity", "open_clip"],
                    help="how neurons are labelled (open_clip needs the package and --clip-checkpoint)")
-    p.add_argument("--clip-checkpoint", help="local open_clip checkpoint file for --labeller open_clip (never downloaded)")
+    p.add_argument("--compare-labeller", choices=["selectivity", "open_clip"],
+                   help="label every neuron a second time with this labeller and say where the two agree")
+    p.add_argument("--clip-checkpoint", help="local open_clip .safetensors checkpoint for the open_clip labeller (never downloaded)")
+    p.add_argument("--clip-model", default="ViT-B-32",
+                   help="the checkpoint's open_clip model: a config name bundled with open_clip or a JSON config file (default ViT-B-32)")
+    p.add_argument("--vocabulary", help="concept word list for the open_clip labeller, one a line (default: assets/concepts.txt)")
     p.add_argument("--max-samples", type=int, default=500, help="forget, retain and test samples used, each (default 500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder for neurons.json, neurons.npz and heatmap PNGs")
+    device_arg(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("report", help="the audit report (HTML, PDF), its evidence and a bundle, signed with --sign-key")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from ._types import Progress
 from .case import Case, CaseStore, atomic_write_bytes, atomic_write_text
 from .errors import AuditInputError
 from .forget import ForgetRequest, read_request, validate_indices, write_request
+
+if TYPE_CHECKING:
+    from .neurons.labels import Labeller
 
 __all__ = [
     "DEMO_FORGET_SIZE",
@@ -266,10 +269,12 @@ def case_compare(
     return result.to_dict()
 
 
-def case_explain(case: Case, layers: list[str] | None = None, *, seed: int = 0, progress: Progress | None = None) -> dict:
+def case_explain(case: Case, layers: list[str] | None = None, *, seed: int = 0, compare_labeller: Labeller | None = None,
+                 progress: Progress | None = None) -> dict:
     """Neuron-level explanation of the case's models (original with the unlearned and/or the
     retrained one) on its forget request; writes ``neurons/`` (``neurons.json``, ``neurons.npz``,
-    heatmap PNGs) and records the model hashes it was computed from."""
+    heatmap PNGs) and records the model hashes it was computed from. ``compare_labeller`` (e.g.
+    the ``open_clip`` labeller) labels every neuron a second time, next to the default labels."""
     from .neurons import explain_models
 
     request = case_forget_request(case)
@@ -278,11 +283,11 @@ def case_explain(case: Case, layers: list[str] | None = None, *, seed: int = 0, 
         raise AuditInputError("This case has no model yet: train or upload a model first.")
     if len(models) < 2:
         raise AuditInputError("This case has neither an unlearned nor a retrained model yet: run unlearning or retraining first.")
-    result = explain_models(models, request.indices, layers=layers, seed=seed, progress=progress)
+    result = explain_models(models, request.indices, layers=layers, seed=seed, compare_labeller=compare_labeller, progress=progress)
     result.write(case.path("neurons"))
     sources = {role: (case.entry(role) or {}).get("sha256") for role in models}
     case.set_entry("neurons", {"file": "neurons", "models": list(models), "layers": [layer["name"] for layer in result.data["layers"]],
-                               "sources": sources, "seconds": result.data["seconds"]})
+                               "sources": sources, "seconds": result.data["seconds"], "compared_labeller": result.data["compared_labeller"]})
     case.log("explain", models=sources, layers=layers, seed=seed)
     return result.data
 

@@ -16,7 +16,8 @@ st.title(":material/psychology: Neurons")
 st.caption(
     "Which neurons did unlearning change, what do they respond to, and is the forgotten class still represented? "
     "Each model's neurons are labelled on their own, automatically, from the dataset's class names and rendered "
-    "patterns (strokes, stripes, checkers, blobs, shapes); attributions come from Captum."
+    "patterns (strokes, stripes, checkers, blobs, shapes); attributions come from Captum. When the operator configured an "
+    "open_clip checkpoint, a foundation model labels every neuron a second time from a concept vocabulary, side by side."
 )
 
 case = ui.current_case()
@@ -34,6 +35,7 @@ import pandas as pd  # noqa: E402
 
 from mu_core.errors import AuditInputError  # noqa: E402
 from mu_core.neurons.figures import attribution_figure, cka_figure, conductance_figure, crop, stats_figure  # noqa: E402
+from mu_core.neurons.foundation import agreement_totals, configured_clip  # noqa: E402
 from mu_core.neurons.results import array_key, load_explanation  # noqa: E402
 
 # --- Compute (a background job; results are cached in the case) ---------------------------------
@@ -41,10 +43,23 @@ explain_key = ui.job_key(case, "neurons")
 entry = case.entry("neurons")
 job = ui.jobs().get(explain_key)
 label = "Recompute explanations" if entry else "Explain neurons"
+clip = configured_clip()
+if clip:
+    st.caption(f"Foundation-model labels: open_clip **{Path(clip['model_name']).name}** from `{Path(clip['checkpoint']).name}`, "
+               f"concepts from `{Path(clip['vocabulary']).name if clip['vocabulary'] else 'assets/concepts.txt'}`.")
+else:
+    st.caption("Foundation-model labels are off: set MU_AUDIT_CLIP_CHECKPOINT (an open_clip .safetensors file on disk) and, if "
+               "needed, MU_AUDIT_CLIP_MODEL and MU_AUDIT_CLIP_VOCABULARY before starting the app (see the README).")
 if st.button(label, type="primary", disabled=bool(job and job.running), key="neurons_button"):
+    from mu_core.neurons.labels import get_labeller
     from mu_core.workflow import case_explain
 
-    if ui.start_job(explain_key, "Explaining neurons", lambda progress: case_explain(case, progress=progress)):
+    try:
+        compare = get_labeller("open_clip", **clip) if clip else None
+    except AuditInputError as exc:
+        ui.show_error(exc)
+        st.stop()
+    if ui.start_job(explain_key, "Explaining neurons", lambda progress: case_explain(case, compare_labeller=compare, progress=progress)):
         st.rerun()
 ui.job_status(explain_key)
 
@@ -135,6 +150,43 @@ with st.expander("Label counts in this layer"):
     st.dataframe(pd.DataFrame({role: pd.Series(data["label_counts"][role][layer]) for role in models}).fillna(0).astype(int),
                  key="neurons_label_counts")
 
+# --- Two labellings side by side --------------------------------------------------------------------
+compared = data.get("compared_labeller")
+if compared:
+    first = data["labeller"]
+    st.subheader("Two labellings side by side")
+    totals = agreement_totals(data)
+    cols = st.columns(len(models))
+    for col, role in zip(cols, models, strict=True):
+        t = totals.get(role, {})
+        col.metric(f"{role}: labels agree", "–" if t.get("share") is None else f"{t['share']:.0%}",
+                   help=f"{t.get('agree', 0)} of {t.get('labelled_by_both', 0)} neurons labelled by both, over {len(data['layers'])} layers")
+    side_role = st.radio("Model", models, horizontal=True, key="neurons_side_model")
+    rows = [n for n in data["neurons"] if n["layer"] == layer and n["model"] == side_role]
+
+    def best(concepts: list[dict] | None) -> str:
+        return ", ".join(f"{c['name']} ({c['score']:.2f})" for c in concepts or []) or "–"
+
+    side = pd.DataFrame({
+        "neuron": [n["index"] for n in rows],
+        f"{first} label": [n["label"] or "–" for n in rows],
+        f"{first} score": [n["score"] for n in rows],
+        f"{compared} label": [n["compared"]["label"] or "–" for n in rows],
+        f"{compared} score": [n["compared"]["score"] for n in rows],
+        "best concepts": [best(n["compared"].get("concepts") or n.get("concepts")) for n in rows],
+        "agree": [{True: "yes", False: "no", None: "–"}[n["compared"]["agree"]] for n in rows],
+    })
+    if change is not None and side_role in ("original", "unlearned"):
+        side = side.iloc[np.argsort(-change[side["neuron"].to_numpy()], kind="stable")]
+    st.dataframe(side.set_index("neuron").style.format({c: "{:.2f}" for c in side.columns if c.endswith("score")}), height=280,
+                 key="neurons_side_table")
+    settings = data.get("labeller_settings", {}).get("open_clip", {})
+    st.caption("Agree: both label the neuron, and one's label is the other's label or among its best concepts. The open_clip "
+               "score is CLIP-Dissect's soft-WPMI (higher: the concept fits the neuron's most-activating probes better than the "
+               f"probes at large); its concepts come from a vocabulary of {settings.get('vocabulary_size', '?')} words plus the "
+               "dataset's class and pattern names. The open_clip labels' quality is the checkpoint's: a small or untrained "
+               "model gives arbitrary words.")
+
 # --- Top-activating examples ------------------------------------------------------------------------
 st.subheader("Top-activating examples")
 order = list(table["neuron"])
@@ -146,7 +198,8 @@ for role in models:
     top = arrays[array_key("top_idx", role, layer)][neuron]
     boxes = arrays.get(array_key("top_box", role, layer))
     label_text = by_model[role][neuron]["label"] or "unlabelled"
-    st.markdown(f"**{role}** · neuron {neuron} · {label_text}")
+    description = by_model[role][neuron].get("description") or (by_model[role][neuron].get("compared") or {}).get("description")
+    st.markdown(f"**{role}** · neuron {neuron} · {label_text}" + (f" · {description}" if description else ""))
     split_names = np.array(["forget", "retain", "test"])
     images = [crop(arrays["pool_images"][i], None if boxes is None else boxes[neuron][j]) for j, i in enumerate(top)]
     captions = [f"{split_names[arrays['pool_split'][i]]} #{arrays['pool_index'][i]}" for i in top]

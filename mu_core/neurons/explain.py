@@ -29,7 +29,7 @@ from .attributions import INPUT_METHODS, NEURON_METHODS, input_attribution, laye
 from .cka import linear_cka
 from .concepts import build_probe_set
 from .heatmaps import attribution_rgb, image_rgb, png_grid
-from .labels import Labeller, get_labeller
+from .labels import Labeller, NeuronLabels, get_labeller, labels_agree
 from .layers import explainable_layers, layer_outputs, neuron_activations, receptive_boxes, resolve_layers, top_activating
 from .results import array_key
 
@@ -81,6 +81,7 @@ def explain_models(
     *,
     layers: Sequence[str] | None = None,
     labeller: Labeller | str = "selectivity",
+    compare_labeller: Labeller | str | None = None,
     max_samples: int = 500,
     per_class: int = 40,
     per_visual: int = 24,
@@ -101,6 +102,11 @@ def explain_models(
     absolute change of its activation on the forget samples, in units of the original's
     standard deviation over all sampled data. A retrained model's neurons do not correspond to
     the original's, so it is compared by label counts and CKA only.
+
+    ``compare_labeller`` (e.g. the ``open_clip`` foundation-model labeller next to the default
+    ``selectivity``) labels every neuron a second time: each neuron then has ``compared`` (that
+    labelling and whether the two agree, see :func:`mu_core.neurons.labels.labels_agree`) and
+    ``label_agreement`` sums up per model and layer.
     """
     started = time.perf_counter()
     from ..data import DatasetSpec, load_dataset
@@ -114,6 +120,9 @@ def explain_models(
     if unknown:
         raise AuditInputError(f"Unknown model role(s) {', '.join(sorted(unknown))}; use original, unlearned, retrained.")
     labeller = get_labeller(labeller) if isinstance(labeller, str) else labeller
+    compare = get_labeller(compare_labeller) if isinstance(compare_labeller, str) else compare_labeller
+    if compare is not None and compare.name == labeller.name:
+        raise AuditInputError(f"The comparison labeller is the labeller itself ({labeller.name}); choose another one.")
     original, record = models["original"]
     for role in roles:
         other = models[role][1]
@@ -163,6 +172,8 @@ def explain_models(
     neurons: list[dict] = []
     cka: dict[str, dict] = {}
     labels_by: dict[tuple[str, str], list[str | None]] = {}
+    agreement_by: dict[str, dict[str, dict]] = {}
+    label_seconds = {labeller.name: 0.0, **({compare.name: 0.0} if compare else {})}
     change_by: dict[str, np.ndarray] = {}
     steps = len(label_layers) * len(roles)
     step = 0
@@ -177,11 +188,19 @@ def explain_models(
             out = layer_outputs(model, x_all, [layer.name])[layer.name]
             act = neuron_activations(out)
             acts[role] = act
+            tick = time.perf_counter()
             result = labeller.label(act[probe_rows], probes)
+            label_seconds[labeller.name] += time.perf_counter() - tick
             labels_by[(role, layer.name)] = result.labels
             arrays[array_key("label_score", role, layer.name)] = result.scores.astype(np.float32)
             if not explained:
                 continue
+            second = None
+            if compare is not None:
+                report(progress, 0.7 * (step - 0.5) / steps, f"{layer.name}: {role} model, {compare.name} labels")
+                tick = time.perf_counter()
+                second = compare.label(act[probe_rows], probes)
+                label_seconds[compare.name] += time.perf_counter() - tick
             flat[role] = out[: len(pool_x)].reshape(len(pool_x), -1)
             arrays[array_key("stats_mean", role, layer.name)] = np.stack([act[rows[s]].mean(axis=0) for s in SPLITS]).astype(np.float32)
             arrays[array_key("stats_std", role, layer.name)] = np.stack([act[rows[s]].std(axis=0) for s in SPLITS]).astype(np.float32)
@@ -192,11 +211,18 @@ def explain_models(
                                         positions.reshape(-1, 2))
                 arrays[array_key("top_box", role, layer.name)] = boxes.reshape(*order.shape, 4)
             for i in range(layer.units):
-                neurons.append({"model": role, "layer": layer.name, "index": i, "label": result.labels[i],
-                                "family": probes.family_of(result.labels[i]) if result.labels[i] else None,
-                                "score": round(float(result.scores[i]), 4),
-                                "p_value": None if np.isnan(result.p_values[i]) else float(f"{result.p_values[i]:.3g}"),
-                                "change": None})
+                entry = {"model": role, "layer": layer.name, "index": i, **_label_entry(result, i, probes), "change": None}
+                if second is not None:
+                    agree = labels_agree(result.labels[i], result.concepts[i] if result.concepts else None, second.labels[i],
+                                         second.concepts[i] if second.concepts else None)
+                    entry["compared"] = {"labeller": compare.name, **_label_entry(second, i, probes), "agree": agree}
+                neurons.append(entry)
+            if second is not None:
+                verdicts = [n["compared"]["agree"] for n in neurons[-layer.units:]]
+                both = sum(v is not None for v in verdicts)
+                agreed = sum(v is True for v in verdicts)
+                agreement_by.setdefault(role, {})[layer.name] = {"labelled_by_both": both, "agree": agreed,
+                                                                 "share": round(agreed / both, 4) if both else None}
         if not explained:
             continue
         if "unlearned" in acts:
@@ -255,16 +281,40 @@ def explain_models(
         },
         "label_counts": label_counts,
         "labeller": labeller.name,
+        "compared_labeller": compare.name if compare else None,
+        "label_agreement": agreement_by if compare else None,
+        "labeller_settings": {lab.name: _settings(lab) for lab in (labeller, compare) if lab is not None},
+        "label_seconds": {name: round(seconds, 3) for name, seconds in label_seconds.items()},
         "concepts": [{"name": name, "family": family} for name, family in zip(probes.names, probes.families, strict=True)],
         "attributions": attributions,
         "settings": {"max_samples": max_samples, "per_class": per_class, "per_visual": per_visual, "top_k": top_k,
                      "n_attr_samples": n_attr_samples, "n_top_neurons": n_top_neurons, "forgotten_share": forgotten_share,
-                     "seed": seed, **{k: v for k, v in vars(labeller).items() if isinstance(v, (int, float, str)) and not k.startswith("_")}},
+                     "seed": seed, **_settings(labeller)},
     }
     data_out["heatmaps"] = sorted(_heatmap_names(data_out))
     data_out["seconds"] = round(time.perf_counter() - started, 2)
     report(progress, 1.0, "Done")
     return ExplainResult(data_out, arrays)
+
+
+def _settings(labeller: Labeller) -> dict:
+    """A labeller's plain settings (numbers and strings), for the record."""
+    settings = {k: v for k, v in vars(labeller).items() if isinstance(v, (int, float, str)) and not k.startswith("_")}
+    size = getattr(labeller, "vocabulary_size", None)
+    return {**settings, **({"vocabulary_size": size} if size is not None else {})}
+
+
+def _label_entry(result: NeuronLabels, i: int, probes) -> dict:
+    """One neuron's label, family, score and p-value, with its best concepts and description
+    when the labeller ranks a vocabulary (a concept outside the probe set is of family ``vocabulary``)."""
+    label = result.labels[i]
+    entry = {"label": label, "family": (probes.family_of(label) if label in probes.names else "vocabulary") if label else None,
+             "score": round(float(result.scores[i]), 4),
+             "p_value": None if np.isnan(result.p_values[i]) else float(f"{result.p_values[i]:.3g}")}
+    if result.concepts is not None:
+        entry["concepts"] = [{"name": name, "score": score} for name, score in result.concepts[i]]
+        entry["description"] = result.descriptions[i] if result.descriptions else None
+    return entry
 
 
 def _counts(labels: list[str | None]) -> dict[str, int]:

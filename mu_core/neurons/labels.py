@@ -1,8 +1,8 @@
 """Automatic neuron labels: score every neuron against every concept of a probe set.
 
-The default labeller, ``selectivity``, needs nothing but the probes. A vision-language
-labeller (``open_clip``, after CLIP-Dissect) is available for users who have open_clip and a
-checkpoint on disk; it is imported only when asked for and never downloads anything.
+The default labeller, ``selectivity``, needs nothing but the probes. The foundation-model
+labeller (``open_clip``, CLIP-Dissect's soft-WPMI) labels with any open_clip checkpoint on disk
+and a concept vocabulary (see :mod:`mu_core.neurons.foundation`); it never downloads anything.
 
 >>> sorted(list_labellers())
 ['open_clip', 'selectivity']
@@ -11,6 +11,7 @@ checkpoint on disk; it is imported only when asked for and never downloads anyth
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,9 @@ __all__ = [
     "NeuronLabels",
     "OpenClipLabeller",
     "SelectivityLabeller",
+    "describe_concepts",
     "get_labeller",
+    "labels_agree",
     "list_labellers",
     "register_labeller",
     "soft_wpmi",
@@ -37,11 +40,15 @@ class NeuronLabels:
 
     ``labels``: list of length n_neurons; ``scores`` and ``p_values``: ``(n_neurons,)`` arrays
     (p-values are adjusted for multiple testing; ``nan`` for labellers without a test).
+    Labellers that rank a whole vocabulary also give, per neuron, its best ``concepts`` as
+    ``(name, score)`` pairs, best first, and a one-line ``description`` built from them.
     """
 
     labels: list[str | None]
     scores: np.ndarray
     p_values: np.ndarray
+    concepts: list[list[tuple[str, float]]] | None = None
+    descriptions: list[str | None] | None = None
 
 
 class Labeller(ABC):
@@ -152,6 +159,7 @@ def soft_wpmi(
     temperature: float = 0.1,
     p_start: float = 0.998,
     p_end: float = 0.97,
+    chunk: int = 32,
 ) -> np.ndarray:
     """CLIP-Dissect's soft weighted pointwise mutual information (Oikarinen & Weng, ICLR 2023).
 
@@ -160,66 +168,136 @@ def soft_wpmi(
     neuron's top-k images ``B`` with weights falling linearly from ``p_start`` to ``p_end``,
     ``P(c | B) = 1 - prod_x (1 - w_x P(c | x))``; ``score = log P(c | B) - lam * log P(c)`` with
     ``P(c)`` the mean of ``P(c | x)`` over all images. Returns ``(n_neurons, n_concepts)``.
+    Neurons are scored ``chunk`` at a time, so memory stays ``top_k x chunk x n_concepts``
+    whatever the layer's width.
     """
     sim = np.asarray(similarity, dtype=np.float64) / temperature
     sim -= sim.max(axis=1, keepdims=True)
     p_c_given_x = np.exp(sim)
     p_c_given_x /= p_c_given_x.sum(axis=1, keepdims=True)
     top_k = min(top_k, len(activations))
-    top = np.argsort(-np.asarray(activations), axis=0)[:top_k]  # (k, n_neurons)
+    top = np.argsort(-np.asarray(activations), axis=0, kind="stable")[:top_k]  # (k, n_neurons)
     weights = np.linspace(p_start, p_end, top_k)[:, None, None]
-    p_in_top = 1 - np.prod(1 - weights * p_c_given_x[top], axis=0)  # (n_neurons, n_concepts)
-    prior = p_c_given_x.mean(axis=0)
-    return np.log(np.clip(p_in_top, 1e-7, None)) - lam * np.log(np.clip(prior, 1e-7, None))
+    log_prior = lam * np.log(np.clip(p_c_given_x.mean(axis=0), 1e-7, None))
+    scores = np.empty((top.shape[1], sim.shape[1]))
+    for start in range(0, top.shape[1], chunk):
+        p_in_top = 1 - np.prod(1 - weights * p_c_given_x[top[:, start:start + chunk]], axis=0)  # (chunk, n_concepts)
+        scores[start:start + chunk] = np.log(np.clip(p_in_top, 1e-7, None)) - log_prior
+    return scores
+
+
+def describe_concepts(concepts: list[tuple[str, float]]) -> str | None:
+    """A one-line description of a neuron from its best concepts, best first.
+
+    >>> describe_concepts([("sneaker", 2.5), ("sandal", 2.1), ("ankle boot", 1.9)])
+    'Responds to sneaker, then sandal and ankle boot.'
+    """
+    names = [name for name, _ in concepts]
+    if not names:
+        return None
+    if len(names) == 1:
+        return f"Responds to {names[0]}."
+    rest = names[1:]
+    tail = rest[0] if len(rest) == 1 else f"{', '.join(rest[:-1])} and {rest[-1]}"
+    return f"Responds to {names[0]}, then {tail}."
 
 
 @register_labeller
 class OpenClipLabeller(Labeller):
-    """Label with a vision-language model from open_clip and a checkpoint file on disk, scored by
-    :func:`soft_wpmi` (CLIP-Dissect). Optional: open_clip is not a dependency of MU Audit, and
-    nothing is downloaded: ``checkpoint`` must be a local file. Every neuron gets its best
-    concept (soft-WPMI has no significance test); ``min_score`` leaves weak ones unlabelled.
+    """Label neurons with words from a concept vocabulary, the way CLIP-Dissect does (Oikarinen &
+    Weng, ICLR 2023): an open_clip image-text model says how much each probe image shows each
+    concept (cosine similarity of the image to ``prompt`` filled with the concept), and
+    :func:`soft_wpmi` scores each concept against the neuron's most-activating probes.
+
+    ``checkpoint``: a ``.safetensors`` file on disk; ``model_name``: the open_clip config it was
+    trained with (a name bundled with open_clip or a JSON file); ``vocabulary``: a word-list file
+    or a list of concepts (default: the list shipped in ``assets/concepts.txt``). Nothing is
+    downloaded (see :mod:`mu_core.neurons.foundation`).
+
+    Each neuron gets its ``top_n`` best concepts with their soft-WPMI scores, a one-line
+    description built from them, and the best one as its label (``None`` below ``min_score``;
+    soft-WPMI has no significance test, so p-values are ``nan``). Deliberate deviations from
+    CLIP-Dissect: the probe images are the dataset's test images and rendered patterns (not
+    ImageNet / Broden), and with ``add_probe_concepts`` the probe set's own concept names (the
+    dataset's class names and the rendered patterns' names) join the vocabulary, so that the two
+    labellings can be compared word for word.
     """
 
     name = "open_clip"
 
-    def __init__(self, checkpoint: str | None = None, model_name: str = "ViT-B-32", min_score: float = 0.0,
-                 prompt: str = "a picture of {}", device: str = "cpu") -> None:
+    def __init__(self, checkpoint: str | None = None, model_name: str = "ViT-B-32", vocabulary: str | Path | Sequence[str] | None = None,
+                 *, min_score: float = 0.0,
+                 prompt: str = "a picture of {}", top_n: int = 5, add_probe_concepts: bool = True, device: str | None = None) -> None:
+        from .foundation import DEFAULT_VOCABULARY, read_vocabulary
+
         if not checkpoint or not Path(checkpoint).is_file():
             raise AuditInputError("The open_clip labeller needs a checkpoint file on disk (checkpoint=PATH); nothing is downloaded.")
         try:
             import open_clip  # noqa: F401
         except ImportError:
             raise AuditInputError("The open_clip labeller needs the open_clip_torch package; install it or use the selectivity labeller.") from None
-        self.checkpoint, self.model_name, self.min_score, self.prompt, self.device = checkpoint, model_name, min_score, prompt, device
-        self._model = None
+        if "{}" not in prompt:
+            raise AuditInputError("The open_clip prompt needs a {} where the concept goes, e.g. 'a picture of {}'.")
+        if not 1 <= int(top_n) <= 50:
+            raise AuditInputError("top_n (the concepts kept per neuron) must be between 1 and 50.")
+        self.checkpoint, self.model_name, self.min_score, self.prompt, self.device = str(checkpoint), model_name, float(min_score), prompt, device
+        self.top_n, self.add_probe_concepts = int(top_n), bool(add_probe_concepts)
+        self.vocabulary_file = str(vocabulary) if isinstance(vocabulary, (str, Path)) else ("(list)" if vocabulary else str(DEFAULT_VOCABULARY))
+        self._vocabulary = read_vocabulary(vocabulary)
+        self._similarity_for: tuple | None = None
 
-    def _similarity(self, probes: ProbeSet) -> np.ndarray:
-        import open_clip
-        import torch
-        import torch.nn.functional as F
+    @property
+    def vocabulary_size(self) -> int:
+        return len(self._vocabulary)
 
-        if self._model is None:
-            self._model, _, self._preprocess = open_clip.create_model_and_transforms(self.model_name, pretrained=self.checkpoint, device=self.device)
-            self._tokenizer = open_clip.get_tokenizer(self.model_name)
-            self._model.eval()
-        images = torch.from_numpy(probes.images)
-        if images.shape[1] == 1:
-            images = images.expand(-1, 3, -1, -1)
-        size = self._model.visual.image_size
-        size = size if isinstance(size, tuple) else (size, size)
-        mean = torch.tensor(open_clip.OPENAI_DATASET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(open_clip.OPENAI_DATASET_STD).view(1, 3, 1, 1)
-        images = (F.interpolate(images, size=size, mode="bilinear", align_corners=False) - mean) / std
-        with torch.no_grad():
-            image_features = F.normalize(self._model.encode_image(images.to(self.device)).float(), dim=-1)
-            text = self._tokenizer([self.prompt.format(n) for n in probes.names]).to(self.device)
-            text_features = F.normalize(self._model.encode_text(text).float(), dim=-1)
-        return (image_features @ text_features.T).cpu().numpy()
+    def concepts_for(self, probes: ProbeSet) -> tuple[str, ...]:
+        """The vocabulary, plus the probe set's concept names when ``add_probe_concepts``."""
+        if not self.add_probe_concepts:
+            return self._vocabulary
+        known = {c.casefold() for c in self._vocabulary}
+        return self._vocabulary + tuple(n for n in probes.names if n.casefold() not in known)
+
+    def similarity(self, probes: ProbeSet) -> tuple[tuple[str, ...], np.ndarray]:
+        """The concepts and the ``(n_probes, n_concepts)`` image-text similarities (kept for the
+        last probe set, which every model and layer of one explanation shares)."""
+        from .foundation import load_clip
+
+        if self._similarity_for is not None and self._similarity_for[0] is probes:
+            return self._similarity_for[1], self._similarity_for[2]
+        clip = load_clip(self.checkpoint, self.model_name, self.device)
+        concepts = self.concepts_for(probes)
+        text = clip.encode_texts(tuple(self.prompt.replace("{}", c) for c in concepts))
+        similarity = clip.encode_images(probes.images) @ text.T
+        if not np.isfinite(similarity).all():
+            raise AuditInputError(f"The open_clip checkpoint {Path(self.checkpoint).name} gives non-finite embeddings; is it damaged?")
+        self._similarity_for = (probes, concepts, similarity)
+        return concepts, similarity
 
     def label(self, activations: np.ndarray, probes: ProbeSet) -> NeuronLabels:
-        scores = soft_wpmi(activations, self._similarity(probes))
-        best = scores.argmax(axis=1)
-        top = scores[np.arange(len(best)), best]
-        labels = [probes.names[b] if s >= self.min_score else None for b, s in zip(best, top, strict=True)]
-        return NeuronLabels(labels, top, np.full(len(best), np.nan))
+        return self.label_from_similarity(activations, *self.similarity(probes))
+
+    def label_from_similarity(self, activations: np.ndarray, concepts: tuple[str, ...], similarity: np.ndarray) -> NeuronLabels:
+        """Labels from image-text ``similarity`` ``(n_probes, len(concepts))`` (what :meth:`similarity` gives)."""
+        scores = soft_wpmi(activations, similarity)
+        n = min(self.top_n, scores.shape[1])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :n]
+        best = [[(concepts[c], round(float(scores[i, c]), 4)) for c in row] for i, row in enumerate(order)]
+        top = scores[np.arange(len(order)), order[:, 0]]
+        labels = [concepts[row[0]] if s >= self.min_score else None for row, s in zip(order, top, strict=True)]
+        descriptions = [describe_concepts(b) if label else None for b, label in zip(best, labels, strict=True)]
+        return NeuronLabels(labels, top, np.full(len(order), np.nan), best, descriptions)
+
+
+def labels_agree(label: str | None, concepts: list[tuple[str, float]] | None, other: str | None,
+                 other_concepts: list[tuple[str, float]] | None) -> bool | None:
+    """Whether two labellings of one neuron agree: both label it, and either label is the other's
+    label or among its best concepts (case ignored). ``None`` when either leaves it unlabelled.
+
+    >>> labels_agree("Sneaker", None, "sandal", [("sandal", 2.0), ("sneaker", 1.5)])
+    True
+    """
+    if not label or not other:
+        return None
+    mine = {label.casefold(), *(c.casefold() for c, _ in concepts or [])}
+    theirs = {other.casefold(), *(c.casefold() for c, _ in other_concepts or [])}
+    return label.casefold() in theirs or other.casefold() in mine

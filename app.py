@@ -10,7 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import streamlit as st
 
 from mu_core.errors import AuditInputError
-from pages._lib import ui
+from pages._lib import cluster, ui
 
 ui.setup_page("Home", ":material/cleaning_services:")
 
@@ -126,3 +126,6 @@ for saved in cases:
                 if is_current:
                     ui.open_case(None)
                 st.rerun()
+
+# --- Where jobs run: this process or a Ray cluster ---------------------------------------------
+cluster.cluster_setting()

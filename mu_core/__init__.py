@@ -85,6 +85,13 @@ _EXPORTS = {
     "load_case_model": "workflow",
     "JobManager": "jobs",
     "DEFAULT_ATTACKS": "attacks",
+    # where independent jobs run: this process or a Ray cluster
+    "ExecutorSettings": "executor",
+    "JobFailed": "executor",
+    "cluster_resources": "executor",
+    "executor_settings": "executor",
+    "run_jobs": "executor",
+    "save_settings": "executor",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -11,7 +11,7 @@ import streamlit as st
 
 from mu_core.case import MAX_NAME_CHARS
 from mu_core.errors import AuditInputError
-from pages._lib import ui
+from pages._lib import cluster, ui
 
 ui.setup_page("Home", ":material/cleaning_services:")
 
@@ -143,3 +143,6 @@ for saved in cases:
                 if is_current:
                     ui.open_case(None)
                 st.rerun()
+
+# --- Where jobs run: this process or a Ray cluster ---------------------------------------------
+cluster.cluster_setting()

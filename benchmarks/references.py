@@ -7,8 +7,6 @@ Run from the repository root: ``.venv/bin/python benchmarks/references.py [--dat
 - ``before``: one by one in this process at torch's default thread count (one per core): the
   code path before issue 13;
 - ``threads``: one by one at :func:`mu_core.device.default_threads` (one per idle core);
-- ``processes``: :mod:`mu_core.executor`'s worker processes, one per idle core, one thread each
-  (skipped when fewer than two cores are idle: it would be ``threads`` plus start-up);
 - ``batched``: all K at once with ``torch.func`` (``train_batched``), at ``default_threads``;
 - ``default``: what ``train_references`` picks now.
 
@@ -54,7 +52,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--ways", default="before,threads,processes,batched,default")
+    parser.add_argument("--ways", default="before,threads,batched,default")
     args = parser.parse_args()
 
     import torch
@@ -62,7 +60,6 @@ def main() -> None:
     from mu_core.attacks import reference
     from mu_core.data import DatasetSpec, load_dataset
     from mu_core.device import default_threads, pick_device
-    from mu_core.executor import pick_backend
     from mu_core.train import default_config, fit_model
 
     device = pick_device(args.device)
@@ -74,9 +71,6 @@ def main() -> None:
     idle = default_threads()
     rows = []
     for way in [w.strip() for w in args.ways.split(",") if w.strip()]:
-        if way == "processes" and (idle < 2 or device.type != "cpu"):
-            rows.append((way, None, None, None, f"skipped: {idle} idle core(s)" if device.type == "cpu" else "skipped on a GPU"))
-            continue
         os.environ.pop("MU_AUDIT_EXECUTOR", None)
         batched: bool | None = None
         threads = default_threads()
@@ -86,18 +80,14 @@ def main() -> None:
         elif way == "threads":
             batched = False
             os.environ["MU_AUDIT_EXECUTOR"] = "inline"
-        elif way == "processes":
-            batched = False
-            os.environ["MU_AUDIT_EXECUTOR"] = "processes"
         elif way == "batched":
             batched = True
         torch.set_num_threads(threads)
         if way == "default":
             batched_default = reference._use_batched(record.arch, data, device, None)
-            how = "batched" if batched_default else "{} x {}".format(*pick_backend(args.k, device.type))
+            how = "batched" if batched_default else f"inline, {threads} thread(s)"
         else:
             how = {"before": f"inline, {threads} threads", "threads": f"inline, {threads} thread(s)",
-                   "processes": f"{pick_backend(args.k, device.type)[1]} worker processes x 1 thread",
                    "batched": f"torch.func, {threads} thread(s)"}[way]
         started = time.perf_counter()
         refs = reference.train_references(record, data, pool, args.k, batched=batched, device=device)

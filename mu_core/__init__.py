@@ -117,6 +117,13 @@ _EXPORTS = {
     "method_families": "unlearn",
     "generate_samples": "generate",
     "case_generate": "generate",
+    # where independent jobs run: this process or a Ray cluster
+    "ExecutorSettings": "executor",
+    "JobFailed": "executor",
+    "cluster_resources": "executor",
+    "executor_settings": "executor",
+    "run_jobs": "executor",
+    "save_settings": "executor",
 }
 
 __all__ = [*sorted(_EXPORTS), "__version__"]

@@ -1,4 +1,4 @@
-"""The command line: ``python -m mu_core {train,forget,unlearn,audit,demo,compare,invert,explain,report,keygen,verify,replay,purge,check-record,threat,screen,serve,generate,list}``.
+"""The command line: ``python -m mu_core {train,forget,unlearn,audit,demo,compare,invert,explain,report,keygen,verify,replay,purge,check-record,threat,screen,serve,generate,cluster,list}``.
 
 Results go to stdout, progress to stderr. Bad input exits with status 2 and one line saying
 what is wrong (set ``MU_AUDIT_DEBUG=1`` for a traceback of unexpected errors).
@@ -428,6 +428,12 @@ def _threats_command(name: str, args: argparse.Namespace) -> int:
     return getattr(commands, name)(args)
 
 
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from .executor import cmd_cluster as show
+
+    return show(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m mu_core", description="MU Audit: audit machine unlearning of image classifiers.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -438,6 +444,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     def device_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", help="cuda, mps or cpu (default: the first available)")
+
+    def executor_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--executor", choices=["inline", "ray"],
+                       help="where independent jobs (reference models, retrains, runs) go: this process or Ray "
+                            "(default: MU_AUDIT_EXECUTOR, else inline; Ray's cluster: RAY_ADDRESS, else a local Ray)")
+        p.add_argument("--job-cpus", type=float, metavar="N", help="CPUs (and torch threads) per job (default: this process's threads)")
 
     p = sub.add_parser("train", help="train a model on a dataset")
     data_args(p, required=True)
@@ -505,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an attack option, e.g. secmi_t=20, pia_p=2, gsa_reference_models=2 (repeatable)")
     p.add_argument("--out", required=True, help="output folder for report.json, scores.csv, roc.csv and records.csv")
     device_arg(p)
+    executor_arg(p)
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("demo", help="the teaching demo: a weak method caught (not_forgotten), the retrain cleared (forgotten)")
@@ -525,6 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the MIA-efficacy sampling")
     p.add_argument("--out", required=True, help="output folder for compare.json and compare.csv")
     device_arg(p)
+    executor_arg(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("invert", help="unlearning inversion: reconstruct forgotten samples and their labels from the two models")
@@ -548,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder: a PNG per sample (forgotten | reconstruction) and inversion.json")
     device_arg(p)
+    executor_arg(p)
     p.set_defaults(func=cmd_invert)
 
     p = sub.add_parser("explain", help="neuron-level explanations: what unlearning changed and whether the forgotten class is still represented")
@@ -654,6 +669,11 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p)
     p.set_defaults(func=cmd_generate)
 
+    p = sub.add_parser("cluster", help="where independent jobs run: the executor and the Ray cluster's nodes, CPUs and GPUs (JSON)")
+    executor_arg(p)
+    p.add_argument("--address", help="a Ray cluster's address (default: RAY_ADDRESS, else a local Ray started on demand)")
+    p.set_defaults(func=cmd_cluster)
+
     p = sub.add_parser("list", help="list datasets, architectures, methods, attacks and threats")
     p.set_defaults(func=cmd_list)
     return parser
@@ -662,6 +682,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "executor", None) or getattr(args, "job_cpus", None) or getattr(args, "address", None):
+            from .executor import cli_executor
+
+            with cli_executor(args.executor, getattr(args, "address", None), args.job_cpus):
+                return int(args.func(args))
         return int(args.func(args))
     except AuditInputError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._types import Progress, report, sub_progress
+from ._types import Progress, report
 from .audit.efficacy import METRIC_KEYS, avg_gap, efficacy_metrics
 from .data import Dataset, DatasetSpec, load_dataset
 from .device import pick_device
@@ -110,6 +110,50 @@ class CompareResult:
         return atomic_write_text(out / "compare.json", json.dumps(self.to_dict(), indent=1, allow_nan=False))
 
 
+def compare_run_job(job: dict, shared, ctx) -> dict:
+    """One run of :func:`compare_methods` as an :func:`~mu_core.executor.run_jobs` job: unlearn
+    ``job["method"]`` with ``job["setting"]`` for repeat ``k`` (the method's own seed, or retraining's
+    recipe seed, moved by ``k``) from the original in ``shared["model"]``, then score it (UA, RA, TA,
+    MIA-efficacy). Returns ``metrics``, ``seconds``, ``params``, ``record`` and the unlearned ``model``
+    file's bytes, or ``skipped`` with the method's sentence when it refuses the request."""
+    from .executor import pack_model, unpack_model
+
+    model, record = unpack_model(shared["model"])
+    data = Dataset(DatasetSpec.from_dict(job["dataset"]), shared["x_train"], shared["y_train"], shared["x_test"], shared["y_test"],
+                   tuple(job["class_names"]))
+    forget_idx = shared["forget"].numpy()
+    retain_idx = np.setdiff1d(record.train_indices, forget_idx)
+    method, setting, k = job["method"], dict(job["setting"]), int(job["k"])
+    device = torch.device(ctx.device)
+
+    def progress(fraction: float, message: str) -> None:
+        ctx.progress(fraction, f"{job['label']}: {message}")
+
+    try:
+        if method == "retrain":
+            seeded = record if k == 0 else record.with_updates(recipe={**record.recipe, "seed": int(job["recipe_seed"]) + k})
+            result = unlearn(model, seeded, forget_idx, method=method, params=setting, dataset=data, progress=progress, device=device)
+        else:
+            if k:
+                setting["seed"] = int(setting.get("seed", preset(method, len(record.train_indices))["seed"])) + k
+            result = unlearn(model, record, forget_idx, method=method, params=setting, dataset=data, progress=progress, device=device)
+    except AuditInputError as exc:
+        if method == "retrain":
+            raise
+        return {"skipped": str(exc)}
+    metrics = efficacy_metrics(result.model, data, retain_idx, forget_idx, forgotten_class=job["forgotten_class"], seed=int(job["seed"]),
+                               device=device)
+    return {"metrics": {key: float(v) for key, v in metrics.items()}, "seconds": float(result.seconds), "params": result.params,
+            "model": pack_model(result.model, result.record)}
+
+
+def _unlearn_result(outcome: dict, method: str) -> UnlearnResult:
+    from .executor import unpack_model
+
+    model, record = unpack_model(outcome["model"])
+    return UnlearnResult(model, record, method, outcome["params"], outcome["seconds"])
+
+
 def compare_methods(
     model: nn.Module,
     record: ModelRecord,
@@ -124,6 +168,7 @@ def compare_methods(
     repeats: int = 1,
     progress: Progress | None = None,
     device: torch.device | str | None = None,
+    executor=None,
 ) -> CompareResult:
     """Run ``retrain`` and each method on one request; score each against retraining.
 
@@ -137,7 +182,8 @@ def compare_methods(
     every method, retraining included, runs that many times with consecutive seeds (a method's
     ``seed`` parameter, retraining's recipe seed) and its metrics are the means, as papers
     average trials; ``avg_gap_sd`` is the spread of the single runs' gaps. The saved model is
-    the first run's.
+    the first run's. Every run is a job of :func:`~mu_core.executor.run_jobs` (``executor``:
+    ``inline``, ``ray`` or ``None`` for the setting in force), scored where it ran.
     """
     if record.arch == "ddpm":
         raise AuditInputError("compare scores classifiers (UA, RA, TA, MIA-efficacy); for a diffusion model unlearn and audit each method.")
@@ -157,19 +203,19 @@ def compare_methods(
     n_train = len(record.train_indices)
     # a method without a seed (SISA, and the deterministic one-shot ones if any) gives the same model every time
     reps = {m: repeats if m == "retrain" or "seed" in preset(m, n_train) else 1 for m in ordered}
-    total = sum(len(runs[m]) * reps[m] for m in ordered) + int(floor)
-    done = 0
     recipe_seed = int(record.recipe.get("seed", 0))
+    base = {"dataset": data.spec.to_dict(), "class_names": list(data.class_names), "forgotten_class": cls, "seed": seed,
+            "recipe_seed": recipe_seed}
+    jobs = [{**base, "method": m, "setting": setting, "k": k, "label": m}
+            for m in ordered for setting in runs[m] for k in range(reps[m])]
+    if floor:
+        jobs.append({**base, "method": "retrain", "setting": {}, "k": repeats, "label": "retrain with another seed"})
+    from .executor import pack_model, run_jobs
 
-    def run_once(method: str, setting: dict, k: int, sub) -> UnlearnResult:
-        """Run ``k`` of ``repeats``: the method's own seed (or retraining's recipe seed) moved by ``k``."""
-        if method == "retrain":
-            seeded = record if k == 0 else record.with_updates(recipe={**record.recipe, "seed": recipe_seed + k})
-            return unlearn(model, seeded, forget_idx, method=method, params=setting, dataset=data, progress=sub, device=device)
-        chosen = dict(setting)
-        if k:
-            chosen["seed"] = int(chosen.get("seed", preset(method, n_train)["seed"])) + k
-        return unlearn(model, record, forget_idx, method=method, params=chosen, dataset=data, progress=sub, device=device)
+    shared = {"model": pack_model(model, record), "forget": torch.from_numpy(forget_idx), "x_train": data.x_train,
+              "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+    outcomes = iter(run_jobs(compare_run_job, jobs, shared=shared, device=str(device), progress=progress, label="Compare run",
+                               executor=executor))
 
     def score_model(scored: nn.Module) -> dict[str, float]:
         return efficacy_metrics(scored, data, retain_idx, forget_idx, forgotten_class=cls, seed=seed, device=device)
@@ -182,22 +228,14 @@ def compare_methods(
     retrain_seconds = 1.0
     for method in ordered:
         best: tuple[float, UnlearnResult, dict, float, list[dict]] | None = None
-        for setting in runs[method]:
-            results, scores = [], []
-            try:
-                for k in range(reps[method]):
-                    label = f"{method} ({done + 1}/{total})"
-                    sub = sub_progress(progress, done / total, (done + 1) / total)
-                    report(sub, 0.0, label)
-                    results.append(run_once(method, setting, k, sub))
-                    scores.append(score_model(results[-1].model))
-                    done += 1
-            except AuditInputError as exc:
-                if method == "retrain":
-                    raise
-                skipped[method] = str(exc)
-                done += (len(runs[method]) - runs[method].index(setting)) * reps[method] - len(results)
-                break
+        for _setting in runs[method]:
+            done = [next(outcomes) for _ in range(reps[method])]
+            refused = next((o["skipped"] for o in done if "skipped" in o), None)
+            if refused is not None or method in skipped:
+                skipped.setdefault(method, refused)
+                continue
+            results = [_unlearn_result(o, method) for o in done]
+            scores = [o["metrics"] for o in done]
             metrics = {k: float(np.mean([m[k] for m in scores])) for k in scores[0]}
             seconds = float(np.mean([r.seconds for r in results]))
             gap = 0.0 if method == "retrain" else avg_gap(metrics, reference)
@@ -224,13 +262,9 @@ def compare_methods(
         models[method] = result
     noise_floor = None
     if floor:
-        sub = sub_progress(progress, done / total, 1.0)
-        report(sub, 0.0, f"retrain with another seed ({total}/{total})")
-        other_seed = recipe_seed + repeats
-        again = unlearn(model, record.with_updates(recipe={**record.recipe, "seed": other_seed}), forget_idx, method="retrain",
-                        dataset=data, progress=sub, device=device)
-        metrics = score_model(again.model)
+        again = next(outcomes)
+        metrics = again["metrics"]
         noise_floor = {**{k: float(v) for k, v in metrics.items()}, "avg_gap": float(avg_gap(metrics, reference)),
-                       "seconds": round(float(again.seconds), 3), "seed": other_seed}
+                       "seconds": round(float(again["seconds"]), 3), "seed": recipe_seed + repeats}
     report(progress, 1.0, "Comparison done")
     return CompareResult(rows, models, int(forget_idx.size), cls, skipped, original, noise_floor)

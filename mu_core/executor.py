@@ -1,119 +1,537 @@
-"""The one seam for independent jobs (reference models today; retrains and sweeps next).
+"""The one seam for independent jobs (reference models, retrains, compare runs, sweeps): in
+this process by default, on a Ray cluster when asked.
 
-A caller hands :func:`run_jobs` a list of :class:`JobSpec` (a function named by its import path
-and small keyword arguments: numbers, strings, lists, bytes, file paths) and gets the results back
-in order. Backends:
+A caller hands :func:`run_jobs` a job function defined at the top level of a module, a list
+of small job descriptions (plain JSON-able dicts) and, optionally, tensors every job needs
+(``shared``: the population, a model's weights); it gets one result per job back, in order.
+A job function has the signature ``fn(job, shared, ctx) -> dict`` and returns tensors and
+JSON-able values; ``ctx`` (:class:`JobContext`) gives it its device and a progress callback.
 
-- ``"inline"``: one after the other in this process (the default, and always on a GPU, where one
-  process already keeps the device busy);
-- ``"processes"``: one worker process per idle core (:func:`mu_core.device.default_threads`), each
-  with one torch thread. Models cross the boundary as safetensors bytes, never as pickled
-  objects; data travels as a safetensors file the job names.
+What travels to a Ray cluster, and how: the function by name (``module:qualname``, imported on
+the worker), the job description as a plain dict, the shared tensors once per run as
+safetensors bytes in the object store, and each result back as safetensors bytes (non-tensor
+values in a JSON header). Models therefore travel in the safe format, never as pickled
+objects; nothing received is ever unpickled into a model. In-process runs encode and decode
+results the same way, so a job that runs here also runs on a cluster, and the same seeds give
+the same numbers with either executor (on the same kind of device).
 
-A Ray backend (issue 17) slots in here behind the same call; nothing else in the engine starts
-processes or imports ``ray``.
+Which executor: the ``executor`` argument, else :func:`set_default_executor` (the CLI's
+``--executor``), else ``MU_AUDIT_EXECUTOR``, else the app's saved setting
+(``MU_AUDIT_HOME/executor.json``, see :func:`save_settings`), else ``inline``. Which cluster:
+the settings' address, else ``RAY_ADDRESS``, else the saved address, else a local Ray started on
+demand (this machine's CPUs, loopback only, no dashboard, a 1 GB object store).
 
->>> run_jobs([JobSpec("math:gcd", {"a": 12, "b": 18})])  # doctest: +SKIP
+Each Ray task gets ``cpus_per_job`` CPUs (torch uses that many threads) or, when the cluster
+has GPUs, ``gpus_per_job`` of a GPU and computes on ``cuda``. Progress from all tasks is
+gathered by a small actor and shown as one bar; a cancel (the progress callback raising
+:class:`~mu_core.errors.RunCancelled`) force-cancels the remote tasks. A job that dies (its
+worker process or node is lost) or raises an unexpected exception is retried once, then
+reported as :class:`JobFailed`; an :class:`~mu_core.errors.AuditInputError` inside a job is the
+user's to fix and is raised as is, without a retry. Ray is imported only when asked for.
+
+>>> run_jobs(_square_job, [{"x": 2}, {"x": 3}])   # doctest: +SKIP
+[{'y': 4}, {'y': 9}]
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
-import multiprocessing
+import json
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from ._types import Progress, report, sub_progress
-from .errors import AuditInputError
+from ._types import Progress, report
+from .errors import AuditInputError, RunCancelled
 
-__all__ = ["BACKENDS", "JobSpec", "pick_backend", "run_jobs"]
+__all__ = [
+    "EXECUTORS",
+    "ExecutorSettings",
+    "JobContext",
+    "JobFailed",
+    "cli_executor",
+    "cluster_resources",
+    "decode_result",
+    "encode_result",
+    "executor_settings",
+    "load_settings",
+    "pack_model",
+    "run_jobs",
+    "save_settings",
+    "set_default_executor",
+    "shutdown_ray",
+    "unpack_model",
+]
 
-BACKENDS = ("inline", "processes")
+#: The executors :func:`run_jobs` knows.
+EXECUTORS = ("inline", "ray")
+ENV_EXECUTOR = "MU_AUDIT_EXECUTOR"
+ENV_JOB_CPUS = "MU_AUDIT_JOB_CPUS"
+SETTINGS_FILE = "executor.json"
+#: The object store of a local Ray started on demand, in MB (``MU_AUDIT_RAY_OBJECT_STORE_MB``):
+#: it holds only the shared tensors (a dataset's arrays at most) and the results in flight.
+LOCAL_OBJECT_STORE_MB = 1024
+#: A job's result may hold at most this many bytes (a reference model is a few MB).
+MAX_RESULT_BYTES = 2 * 2**30
+_META_KEY = "__mu_audit_meta__"
+
+
+class JobFailed(RuntimeError):
+    """A job failed twice (it was retried once): its worker died or it raised unexpectedly."""
 
 
 @dataclass(frozen=True)
-class JobSpec:
-    """One independent job: ``function`` ("package.module:name") called with ``kwargs``. Inline,
-    the function also gets ``progress`` (a callback for its share of the run); in a worker process
-    it gets ``progress=None``."""
+class ExecutorSettings:
+    """Where independent jobs run. ``kind``: ``inline`` (this process) or ``ray``; ``address``: a Ray cluster
+    (``host:port`` or ``ray://host:port``), ``None`` for ``RAY_ADDRESS`` or a local Ray started on
+    demand; ``cpus_per_job``: each job's CPUs, and the torch threads it computes with under either
+    executor (``None``: this process's thread count), so that both give the same numbers;
+    ``gpus_per_job``: each Ray task's share of a GPU when the cluster has GPUs."""
 
-    function: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    label: str = ""
+    kind: str = "inline"
+    address: str | None = None
+    cpus_per_job: float | None = None
+    gpus_per_job: float = 1.0
+
+    def validate(self) -> ExecutorSettings:
+        if self.kind not in EXECUTORS:
+            raise AuditInputError(f"Unknown executor '{self.kind}'; choose {' or '.join(EXECUTORS)}.")
+        if (self.cpus_per_job is not None and not 0 < self.cpus_per_job <= 1024) or not 0 < self.gpus_per_job <= 64:
+            raise AuditInputError("A job's share must be more than 0 CPUs (at most 1024) and more than 0 GPUs (at most 64).")
+        return self
+
+    def threads(self) -> int:
+        """The torch threads each job computes with (CPU results depend on it)."""
+        if self.cpus_per_job is None:
+            from .device import configure_threads
+
+            return configure_threads()
+        return max(1, int(self.cpus_per_job))
 
 
-def _resolve(function: str) -> Callable[..., Any]:
-    module, _, name = function.partition(":")
-    return getattr(importlib.import_module(module), name)
+@dataclass(frozen=True)
+class JobContext:
+    """What a job function gets besides its description: where to compute (a torch device
+    name), a progress callback (``progress(fraction, message)``), its index and the executor."""
+
+    device: str
+    progress: Progress
+    index: int
+    executor: str
 
 
-def _call_in_worker(function: str, kwargs: dict[str, Any]) -> Any:
-    return _resolve(function)(**kwargs, progress=None)
+JobFn = Callable[[dict, Mapping[str, Any], JobContext], Mapping[str, Any]]
+
+_default: ExecutorSettings | None = None
 
 
-def _init_worker() -> None:
+def set_default_executor(kind: str | ExecutorSettings | None, address: str | None = None) -> None:
+    """The process-wide executor (the CLI's ``--executor``); ``None`` goes back to the environment."""
+    global _default
+    if isinstance(kind, ExecutorSettings):
+        _default = kind.validate()
+    else:
+        _default = None if kind is None else ExecutorSettings(kind, address).validate()
+
+
+@contextmanager
+def cli_executor(kind: str | None, address: str | None = None, cpus_per_job: float | None = None) -> Iterator[ExecutorSettings]:
+    """The CLI's ``--executor``, ``--address`` and ``--job-cpus`` for the duration of one command."""
+    global _default
+    before = _default
+    current = executor_settings()
+    set_default_executor(ExecutorSettings(kind or current.kind, address or current.address,
+                                          cpus_per_job if cpus_per_job is not None else current.cpus_per_job,
+                                          current.gpus_per_job))
+    try:
+        yield _default
+    finally:
+        _default = before
+
+
+def cmd_cluster(args: Any) -> int:
+    """``python -m mu_core cluster``: print the settings in force and the cluster's resources as JSON."""
+    settings = executor_settings()
+    print(json.dumps({**cluster_resources(settings), "cpus_per_job": settings.cpus_per_job or settings.threads()}, indent=1))
+    return 0
+
+
+def _settings_path() -> Path:
+    from .case import audit_home
+
+    return audit_home() / SETTINGS_FILE
+
+
+def load_settings() -> ExecutorSettings | None:
+    """The app's saved setting (``MU_AUDIT_HOME/executor.json``), ``None`` when there is none."""
+    path = _settings_path()
+    if not path.is_file() or path.stat().st_size > 4096:
+        return None
+    try:
+        raw = json.loads(path.read_text())
+        cpus = raw.get("cpus_per_job")
+        return ExecutorSettings(str(raw["kind"]), raw.get("address") or None, None if cpus is None else float(cpus),
+                                float(raw.get("gpus_per_job", 1.0))).validate()
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def save_settings(settings: ExecutorSettings) -> Path:
+    """Save the app's setting; every later run with this ``MU_AUDIT_HOME`` uses it unless
+    ``--executor`` or ``MU_AUDIT_EXECUTOR`` says otherwise."""
+    from .case import atomic_write_json
+
+    path = _settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_json(path, asdict(settings.validate()))
+
+
+def executor_settings(executor: str | ExecutorSettings | None = None) -> ExecutorSettings:
+    """The settings in force (see the module doc for the order of precedence)."""
+    if isinstance(executor, ExecutorSettings):
+        return executor.validate()
+    saved = load_settings()
+    if executor is not None:
+        base = ExecutorSettings(executor)
+    elif _default is not None:
+        base = _default
+    elif os.environ.get(ENV_EXECUTOR):
+        base = ExecutorSettings(os.environ[ENV_EXECUTOR].strip().lower())
+    else:
+        base = saved or ExecutorSettings()
+    address = base.address or os.environ.get("RAY_ADDRESS") or (saved.address if saved else None)
+    cpus = base.cpus_per_job
+    if cpus is None and os.environ.get(ENV_JOB_CPUS):
+        try:
+            cpus = float(os.environ[ENV_JOB_CPUS])
+        except ValueError as exc:
+            raise AuditInputError(f"{ENV_JOB_CPUS} must be a number of CPUs, not '{os.environ[ENV_JOB_CPUS]}'.") from exc
+    return replace(base, address=address or None, cpus_per_job=cpus).validate()
+
+
+# ---------------------------------------------------------------- the safe wire format
+
+def encode_result(values: Mapping[str, Any]) -> bytes:
+    """Tensors (and NumPy arrays) as safetensors, every other value in a JSON header."""
+    import numpy as np
+    import torch
+    from safetensors.torch import save
+
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, Any] = {}
+    for key, value in values.items():
+        if key == _META_KEY:
+            raise ValueError(f"'{_META_KEY}' is reserved")
+        if isinstance(value, np.ndarray):
+            value = torch.from_numpy(np.ascontiguousarray(value))
+        if isinstance(value, torch.Tensor):
+            tensors[key] = value.detach().cpu().contiguous().clone()
+        else:
+            meta[key] = value
+    tensors[_META_KEY] = torch.frombuffer(bytearray(json.dumps(meta, allow_nan=True).encode()), dtype=torch.uint8)
+    return save(tensors)
+
+
+def decode_result(data: bytes) -> dict[str, Any]:
+    """The inverse of :func:`encode_result` (tensors come back as CPU tensors)."""
+    from safetensors.torch import load
+
+    if len(data) > MAX_RESULT_BYTES:
+        raise JobFailed(f"A job's result is {len(data) / 2**20:.0f} MB, over the {MAX_RESULT_BYTES / 2**20:.0f} MB limit.")
+    tensors = load(data)
+    meta = json.loads(bytes(tensors.pop(_META_KEY).numpy()).decode())
+    return {**tensors, **meta}
+
+
+def pack_model(model: Any, record: Any) -> Any:
+    """A model and its record as the bytes of its safetensors file (a uint8 tensor), to travel in
+    a job's result or shared tensors; :func:`unpack_model` loads it back."""
+    import tempfile
+
     import torch
 
-    torch.set_num_threads(1)
+    from .models import save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_model(model, record, Path(tmp) / "model.safetensors")
+        return torch.frombuffer(bytearray(path.read_bytes()), dtype=torch.uint8)
 
 
-def _labelled(progress: Progress | None, label: str) -> Progress | None:
-    """``progress`` with the job's label before each message."""
-    if progress is None or not label:
-        return progress
-    return lambda fraction, message: progress(fraction, f"{label}: {message}")
+def unpack_model(packed: Any) -> tuple[Any, Any]:
+    """``(model, record)`` from :func:`pack_model`'s bytes, through the safe loader."""
+    import tempfile
+
+    from .models import load_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.safetensors"
+        path.write_bytes(packed.numpy().tobytes())
+        return load_model(path)
 
 
-def pick_backend(n_jobs: int, device_type: str = "cpu") -> tuple[str, int]:
-    """``(backend, workers)`` for ``n_jobs`` jobs: ``MU_AUDIT_EXECUTOR`` (``inline`` or
-    ``processes``) when set; otherwise processes on a CPU when more than one core is idle and
-    there are several jobs, else inline."""
-    from .device import default_threads
-
-    wanted = os.environ.get("MU_AUDIT_EXECUTOR", "").strip().lower()
-    if wanted and wanted not in BACKENDS:
-        raise AuditInputError(f"MU_AUDIT_EXECUTOR must be one of {', '.join(BACKENDS)}, not '{wanted}'.")
-    workers = min(n_jobs, default_threads())
-    if wanted == "processes" or (not wanted and device_type == "cpu" and workers > 1):
-        return "processes", max(1, workers)
-    return "inline", 1
+def _fn_name(fn: JobFn) -> str:
+    name = f"{fn.__module__}:{fn.__qualname__}"
+    if "<" in fn.__qualname__:
+        raise ValueError(f"Job functions must be defined at the top level of a module, not {name}.")
+    return name
 
 
-def run_jobs(jobs: Sequence[JobSpec], *, backend: str | None = None, workers: int | None = None,
-             device_type: str = "cpu", progress: Progress | None = None) -> list[Any]:
-    """Run independent ``jobs`` and return their results in order (see the module doc).
+def _import_fn(name: str) -> JobFn:
+    module, _, qualname = name.partition(":")
+    return getattr(importlib.import_module(module), qualname)
 
-    ``backend`` and ``workers`` default to :func:`pick_backend`. ``progress`` gets the share of
-    jobs done (inline: also each job's own progress); when it raises (``RunCancelled``), jobs not
-    yet started are dropped and the exception propagates.
+
+class _Aggregate:
+    """One bar over all jobs: the mean of the jobs' fractions and the latest message."""
+
+    def __init__(self, progress: Progress | None, label: str, n: int, where: str) -> None:
+        self.progress, self.label, self.n, self.where = progress, label, n, where
+        self.fractions = [0.0] * n
+
+    def show(self, index: int | None, message: str) -> None:
+        done = sum(f >= 1.0 for f in self.fractions)
+        head = f"{self.label} {index + 1}/{self.n}" if index is not None and self.where == "inline" else f"{self.label}s {done}/{self.n} done{self.where}"
+        report(self.progress, sum(self.fractions) / max(self.n, 1), f"{head}: {message}" if message else head)
+
+
+def run_jobs(fn: JobFn, jobs: Sequence[dict], *, shared: Mapping[str, Any] | None = None,
+             executor: str | ExecutorSettings | None = None, device: str | None = None,
+             progress: Progress | None = None, label: str = "Job") -> list[dict[str, Any]]:
+    """Run ``fn(job, shared, ctx)`` for every job; returns the decoded results in order.
+
+    ``device`` is where in-process jobs compute (default: :func:`~mu_core.device.pick_device`);
+    Ray jobs compute on ``cuda`` when the cluster has GPUs, else on ``cpu``. ``label`` names one
+    job in the progress messages ("Reference model 3/16: ...").
     """
+    settings = executor_settings(executor)
+    jobs = [dict(job) for job in jobs]
+    shared = dict(shared or {})
     if not jobs:
         return []
-    chosen, n_workers = pick_backend(len(jobs), device_type)
-    backend = backend or chosen
-    if backend not in BACKENDS:
-        raise AuditInputError(f"Unknown executor backend '{backend}'; choose {', '.join(BACKENDS)}.")
-    if backend == "inline":
-        return [_resolve(job.function)(**job.kwargs, progress=_labelled(sub_progress(progress, i / len(jobs), (i + 1) / len(jobs)), job.label))
-                for i, job in enumerate(jobs)]
-    n_workers = workers or n_workers
-    results: list[Any] = [None] * len(jobs)
-    context = multiprocessing.get_context("spawn")  # no forked copies of torch's thread pools
-    with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init_worker) as pool:
-        pending: dict[Future, int] = {pool.submit(_call_in_worker, job.function, job.kwargs): i for i, job in enumerate(jobs)}
-        report(progress, 0.0, f"{len(jobs)} jobs in {n_workers} worker processes")
-        try:
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for future in done:
-                    i = pending.pop(future)
-                    results[i] = future.result()
-                    finished = len(jobs) - len(pending)
-                    report(progress, finished / len(jobs), f"{jobs[i].label or 'job'} done ({finished}/{len(jobs)}, {n_workers} processes)")
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    name = _fn_name(fn)
+    if settings.kind == "ray":
+        return _run_ray(name, jobs, shared, settings, progress, label)
+    if device is None:
+        from .device import pick_device
+
+        device = str(pick_device(None))
+    import torch
+
+    threads, before = settings.threads(), torch.get_num_threads()
+    if threads != before:
+        torch.set_num_threads(threads)
+    try:
+        return _run_local(fn, jobs, shared, str(device), progress, label)
+    finally:
+        if threads != before:
+            torch.set_num_threads(before)
+
+
+def _run_local(fn: JobFn, jobs: list[dict], shared: dict, device: str, progress: Progress | None, label: str) -> list[dict]:
+    bar = _Aggregate(progress, label, len(jobs), "inline")
+    results = []
+    for i, job in enumerate(jobs):
+        def sub(fraction: float, message: str, i: int = i) -> None:
+            bar.fractions[i] = min(max(float(fraction), 0.0), 1.0)
+            bar.show(i, message)
+
+        for attempt in (0, 1):
+            try:
+                results.append(decode_result(encode_result(fn(job, shared, JobContext(device, sub, i, "inline")))))
+                break
+            except (AuditInputError, RunCancelled):
+                raise
+            except Exception as exc:
+                if attempt:
+                    raise JobFailed(f"{label} {i + 1} of {len(jobs)} failed twice (it was retried once): {type(exc).__name__}: {exc}") from exc
+                bar.fractions[i] = 0.0
+                bar.show(i, f"failed ({type(exc).__name__}: {exc}); retrying once")
+        bar.fractions[i] = 1.0
+        bar.show(i, "done")
     return results
+
+
+# ---------------------------------------------------------------- Ray
+
+_ray_started_here = False
+_ray_address: str | None = None
+_shared_cache: tuple[str, dict] | None = None
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError as exc:
+        raise AuditInputError("The Ray executor needs Ray: pip install 'ray==2.60.0' (see requirements.txt).") from exc
+    return ray
+
+
+def _connect(settings: ExecutorSettings):
+    """Connect to the settings' cluster, or start a local Ray on demand; reuse a live connection
+    to the same place (a connection made elsewhere in this process, e.g. by a test, is kept)."""
+    global _ray_started_here, _ray_address
+    ray = _import_ray()
+    target = settings.address or None
+    if ray.is_initialized():
+        made_elsewhere = not _ray_started_here
+        if made_elsewhere or _ray_address == (target or "local"):
+            return ray
+        shutdown_ray()
+    package = Path(__file__).resolve().parent
+    try:
+        if target:
+            # the nodes get this copy of mu_core (their Python must have its requirements); a
+            # cluster on this machine's loopback is joined on the loopback too
+            host = target.split("://")[-1].rsplit(":", 1)[0]
+            init = _init_on_loopback if host in ("127.0.0.1", "localhost") else ray.init
+            init(address=target, runtime_env={"py_modules": [str(package)]}, log_to_driver=False, logging_level="ERROR")
+        else:
+            # workers see what this process sees: its import path (loopback only, no dashboard)
+            paths = os.pathsep.join(p for p in sys.path if p and Path(p).is_dir())
+            _init_on_loopback(num_cpus=int(os.environ.get("MU_AUDIT_RAY_CPUS") or os.cpu_count() or 1),
+                              object_store_memory=_object_store_mb() * 2**20, include_dashboard=False,
+                              runtime_env={"env_vars": {"PYTHONPATH": paths}}, log_to_driver=False, logging_level="ERROR")
+    except ConnectionError as exc:
+        raise AuditInputError(f"Could not reach the Ray cluster at {target}: {exc}") from exc
+    _ray_started_here, _ray_address = True, target or "local"
+    return ray
+
+
+def _object_store_mb() -> int:
+    raw = os.environ.get("MU_AUDIT_RAY_OBJECT_STORE_MB") or LOCAL_OBJECT_STORE_MB
+    try:
+        return max(80, int(raw))
+    except ValueError as exc:
+        raise AuditInputError(f"MU_AUDIT_RAY_OBJECT_STORE_MB must be a whole number of MB, not '{raw}'.") from exc
+
+
+def _init_on_loopback(**kwargs) -> None:
+    """``ray.init`` on 127.0.0.1. Ray 2.60 replaces a loopback node address by this machine's
+    network address (``services.resolve_ip_for_localhost``), which would make a local Ray listen
+    beyond this machine; this keeps the loopback while Ray starts or joins."""
+    import ray
+    from ray._private import services
+
+    original = services.resolve_ip_for_localhost
+    services.resolve_ip_for_localhost = lambda host: host
+    try:
+        ray.init(_node_ip_address="127.0.0.1", **kwargs)
+    finally:
+        services.resolve_ip_for_localhost = original
+
+
+def shutdown_ray() -> None:
+    """Disconnect from Ray (a local Ray started on demand stops with it)."""
+    global _ray_started_here, _ray_address, _shared_cache
+    if "ray" in sys.modules:
+        sys.modules["ray"].shutdown()
+    _ray_started_here, _ray_address, _shared_cache = False, None, None
+
+
+def cluster_resources(executor: str | ExecutorSettings | None = "ray") -> dict[str, Any]:
+    """The cluster's nodes, CPUs, GPUs and memory (connecting, or starting a local Ray, if needed)."""
+    settings = executor_settings(executor)
+    if settings.kind != "ray":
+        return {"executor": "inline", "nodes": 1, "cpus": os.cpu_count() or 1, "gpus": 0}
+    ray = _connect(settings)
+    total = ray.cluster_resources()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {"executor": "ray", "address": _ray_address, "nodes": len(nodes), "cpus": float(total.get("CPU", 0)),
+            "gpus": float(total.get("GPU", 0)), "memory_gb": round(float(total.get("memory", 0)) / 2**30, 1)}
+
+
+class _ProgressBoard:
+    """A Ray actor the tasks report their progress to; the driver reads it for the one bar."""
+
+    def __init__(self, n: int) -> None:
+        self.fractions, self.messages, self.latest = [0.0] * n, [""] * n, ""
+
+    def update(self, index: int, fraction: float, message: str) -> None:
+        self.fractions[index] = fraction
+        self.messages[index] = self.latest = message
+
+    def snapshot(self) -> tuple[list[float], str]:
+        return list(self.fractions), self.latest
+
+
+def _remote_job(fn_name: str, job: dict, shared_key: str, shared_bytes: bytes, board, index: int, device: str,
+                threads: int) -> bytes | dict:
+    """What a Ray task runs: decodes the shared tensors (once per worker), runs the job, encodes
+    the result. A user error comes back as ``{"user_error": sentence}`` so it is not retried."""
+    global _shared_cache
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    if _shared_cache is None or _shared_cache[0] != shared_key:
+        _shared_cache = (shared_key, decode_result(shared_bytes))
+    last = [0.0]
+
+    def progress(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        if now - last[0] > 0.5 or fraction >= 1.0:
+            last[0] = now
+            board.update.remote(index, min(max(float(fraction), 0.0), 1.0), message)
+
+    try:
+        return encode_result(_import_fn(fn_name)(job, _shared_cache[1], JobContext(device, progress, index, "ray")))
+    except AuditInputError as exc:
+        return {"user_error": str(exc)}
+
+
+def _run_ray(fn_name: str, jobs: list[dict], shared: dict, settings: ExecutorSettings, progress: Progress | None,
+             label: str) -> list[dict]:
+    ray = _connect(settings)
+    from ray.exceptions import RayError
+
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    shared_bytes = encode_result(shared)
+    shared_key = hashlib.sha256(shared_bytes).hexdigest()
+    shared_ref = ray.put(shared_bytes)
+    board = ray.remote(num_cpus=0)(_ProgressBoard).remote(len(jobs))
+    threads = settings.threads()
+    options = {"max_retries": 1, "retry_exceptions": True, "num_cpus": settings.cpus_per_job or threads}
+    if gpus > 0:
+        task = ray.remote(_remote_job).options(num_gpus=min(settings.gpus_per_job, gpus), **options)
+        device = "cuda"
+    else:
+        task = ray.remote(_remote_job).options(**options)
+        device = "cpu"
+    refs = [task.remote(fn_name, job, shared_key, shared_ref, board, i, device, threads) for i, job in enumerate(jobs)]
+    index = {ref: i for i, ref in enumerate(refs)}
+    bar = _Aggregate(progress, label, len(jobs), f" on Ray ({device})")
+    results: list[dict | None] = [None] * len(jobs)
+    pending = list(refs)
+    try:
+        bar.show(None, "starting")
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5, fetch_local=True)
+            for ref in ready:
+                i = index[ref]
+                try:
+                    value = ray.get(ref)
+                except RayError as exc:
+                    reason = str(getattr(exc, "cause", None) or exc).strip().splitlines()
+                    raise JobFailed(f"{label} {i + 1} of {len(jobs)} failed twice on Ray (it was retried once): "
+                                    f"{reason[-1] if reason else type(exc).__name__}") from exc
+                if isinstance(value, dict):
+                    raise AuditInputError(value["user_error"])
+                results[i] = decode_result(value)
+            fractions, latest = ray.get(board.snapshot.remote())
+            bar.fractions = [1.0 if results[i] is not None else min(f, 0.99) for i, f in enumerate(fractions)]
+            bar.show(None, latest)
+    except BaseException:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        raise
+    finally:
+        try:
+            ray.kill(board)
+        except RayError:
+            pass  # the cluster is gone; nothing left to stop
+    return [r for r in results if r is not None]

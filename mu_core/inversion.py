@@ -759,34 +759,49 @@ def defense_sweep(
     config: InversionConfig | None = None,
     progress: Progress | None = None,
 ) -> list[dict]:
-    """The attack's quality against the defended model's test accuracy, per defense and strength."""
+    """The attack's quality against the defended model's test accuracy, per defense and strength;
+    each defense is a job of :func:`~mu_core.executor.run_jobs` (in this process or on Ray)."""
     from .data import DatasetSpec, load_dataset
-    from .train import accuracy
+    from .executor import pack_model, run_jobs
 
     data = dataset or load_dataset(DatasetSpec.from_dict(record.dataset))
     grid = grid or {"none": [0.0], "noise": [1e-3, 1e-2], "prune": [0.2, 0.5], "finetune": [5, 20]}
-    retain_idx = np.setdiff1d(record.train_indices, np.asarray(forget_indices, dtype=np.int64))
-    jobs = [(kind, s) for kind, strengths in grid.items() for s in strengths]
-    probes = None
-    rows = []
-    for i, (kind, strength) in enumerate(jobs):
-        sub = sub_progress(progress, i / len(jobs), (i + 1) / len(jobs))
-        defended = apply_defense(unlearned, kind, strength, dataset=data, retain_idx=retain_idx, seed=(config.seed if config else 0))
-        if probes is None:
-            cfg = (config or InversionConfig()).validate()
-            probes = find_probes(copy.deepcopy(original).cpu().eval(), tuple(record.in_shape), record.num_classes, cfg)
-        result = invert(original, defended, forget_indices, record=record, unlearned_record=unlearned_record, dataset=data, base=base,
-                        setting=setting, config=config, probes=probes, progress=sub, device="cpu")
-        summary = result.to_dict()
-        rows.append({
-            "defense": kind,
-            "strength": strength,
-            "test_acc": accuracy(defended, data.x_test, data.y_test),
-            "mse": summary["mean_mse"],
-            "psnr": summary["mean_psnr"],
-            "ssim": summary["mean_ssim"],
-            "top1_share": result.top1_share,
-            "label_accuracy": result.label_accuracy,
-        })
-    return rows
+    cfg = (config or InversionConfig()).validate()
+    probes = find_probes(copy.deepcopy(original).cpu().eval(), tuple(record.in_shape), record.num_classes, cfg)
+    shared = {"original": pack_model(original, record), "unlearned": pack_model(unlearned, unlearned_record or record),
+              "forget": torch.from_numpy(np.asarray(forget_indices, dtype=np.int64)), "probe_x": probes[0], "probe_classes": probes[1],
+              "x_train": data.x_train, "y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+    if base is not None:
+        shared["base"] = pack_model(base, record)
+    common = {"dataset": data.spec.to_dict(), "class_names": list(data.class_names), "config": None if config is None else config.to_dict(),
+              "setting": setting, "probe_queries": int(probes[2]), "unlearned_record": unlearned_record is not None}
+    jobs = [{**common, "kind": kind, "strength": s} for kind, strengths in grid.items() for s in strengths]
+    return run_jobs(defense_sweep_job, jobs, shared=shared, progress=progress, label="Defense")
+
+
+def defense_sweep_job(job: dict, shared, ctx) -> dict:
+    """One row of :func:`defense_sweep` as an :func:`~mu_core.executor.run_jobs` job: defend the
+    unlearned model (``job["kind"]``, ``job["strength"]``), attack it (on the CPU, with the shared
+    probes) and score the attack and the defended model's test accuracy."""
+    from .data import Dataset, DatasetSpec
+    from .executor import unpack_model
+    from .train import accuracy
+
+    original, record = unpack_model(shared["original"])
+    unlearned, unlearned_record = unpack_model(shared["unlearned"])
+    base = unpack_model(shared["base"])[0] if "base" in shared else None
+    data = Dataset(DatasetSpec.from_dict(job["dataset"]), shared["x_train"], shared["y_train"], shared["x_test"], shared["y_test"],
+                   tuple(job["class_names"]))
+    forget_idx = shared["forget"].numpy()
+    config = None if job["config"] is None else InversionConfig(**job["config"])
+    retain_idx = np.setdiff1d(record.train_indices, forget_idx)
+    defended = apply_defense(unlearned, job["kind"], job["strength"], dataset=data, retain_idx=retain_idx,
+                             seed=(config.seed if config else 0))
+    result = invert(original, defended, forget_idx, record=record, unlearned_record=unlearned_record if job["unlearned_record"] else None,
+                    dataset=data, base=base, setting=job["setting"], config=config,
+                    probes=(shared["probe_x"], shared["probe_classes"], job["probe_queries"]), progress=ctx.progress, device="cpu")
+    summary = result.to_dict()
+    return {"defense": job["kind"], "strength": job["strength"], "test_acc": accuracy(defended, data.x_test, data.y_test), "mse": summary["mean_mse"],
+            "psnr": summary["mean_psnr"], "ssim": summary["mean_ssim"], "top1_share": result.top1_share,
+            "label_accuracy": result.label_accuracy}
 

@@ -180,10 +180,14 @@ def fingerprint(record, pool: np.ndarray, k: int) -> str:
 
 
 def _config(record, k: int):
+    return _recipe_config(record.recipe, k)
+
+
+def _recipe_config(recipe: dict, k: int):
     from ..train import TrainConfig
 
-    recipe = {key: v for key, v in record.recipe.items() if key in TrainConfig.__dataclass_fields__}
-    return TrainConfig(**{**recipe, "seed": REFERENCE_SEED + k}).validate()
+    fields = {key: v for key, v in recipe.items() if key in TrainConfig.__dataclass_fields__}
+    return TrainConfig(**{**fields, "seed": REFERENCE_SEED + k}).validate()
 
 
 def _can_batch(arch: str, in_shape, num_classes: int) -> bool:
@@ -197,8 +201,7 @@ def _use_batched(arch: str, data, device: torch.device, batched: bool | None) ->
     """Batched when asked and possible; by default (``None``) as measured in ``BENCHMARKS.md``:
     batched for models without convolutions (the digits mlp: 25 s instead of 317 s for 16), one by
     one for convolutional models on the CPU (the Fashion-MNIST cnn: 133 s instead of 574 s, since
-    ``vmap`` over convolutions is slow there; re-measured at one thread per idle core, batching 16
-    still lost, 3.27 s against 1.89 s per model and epoch); batched on a GPU (not measured here)."""
+    ``vmap`` over convolutions is slow there); batched on a GPU (not measured here)."""
     from ..models import build_model
 
     if not _can_batch(arch, data.in_shape, data.num_classes):
@@ -209,55 +212,60 @@ def _use_batched(arch: str, data, device: torch.device, batched: bool | None) ->
     return not (has_conv and device.type == "cpu")
 
 
-def train_reference_job(*, data_file: str, arch: str, in_shape: list[int], num_classes: int, members: bytes, recipe: dict, k: int,
-                        device: str, progress: Progress | None = None) -> bytes:
-    """One reference model, as an :mod:`mu_core.executor` job: trains ``arch`` with the original's
-    ``recipe`` (seed 1000 + k) on the population rows flagged in ``members`` (one byte per row)
-    of the safetensors ``data_file``; returns the weights as safetensors bytes."""
-    from safetensors.torch import load_file, save
-
+def train_reference_job(job: dict, shared, ctx) -> dict:
+    """One reference model, as an :func:`~mu_core.executor.run_jobs` job: model ``job["k"]`` trains
+    on its half (``shared["keep"][k]``) of the population ``shared["x"], shared["y"]`` with the
+    recipe ``job["recipe"]`` and seed 1000 + k; with ``job["augment"]`` (a dataset name) it also
+    scores the whole population under that dataset's query augmentations. Returns the weights
+    (``state.<name>``), ``logits`` (A, P, C) and ``seconds`` (training and scoring)."""
     from ..device import seed_everything
     from ..models import build_model
-    from ..train import TrainConfig, train_loop
+    from ..train import train_loop
 
-    tensors = load_file(data_file)
-    idx = torch.from_numpy(np.flatnonzero(np.frombuffer(members, dtype=np.uint8)))
-    config = TrainConfig(**{**recipe, "seed": REFERENCE_SEED + k}).validate()
+    started = time.perf_counter()
+    k, in_shape = int(job["k"]), tuple(job["in_shape"])
+    config = _recipe_config(job["recipe"], k)
     seed_everything(config.seed)
-    model = build_model(arch, tuple(in_shape), num_classes)
-    model = train_loop(model, tensors["x"][idx], tensors["y"][idx], config, device=torch.device(device), progress=progress, label="training")
-    return save({name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()})
+    device = torch.device(ctx.device)
+    x, y = shared["x"], shared["y"]
+    idx = torch.from_numpy(np.flatnonzero(shared["keep"][k].numpy()))
+    model = build_model(job["arch"], in_shape, int(job["num_classes"]))
+    model = train_loop(model, x[idx], y[idx], config, device=device, progress=ctx.progress, label="training")
+    out: dict = {f"state.{name}": t for name, t in model.state_dict().items()}
+    if job.get("augment"):
+        ctx.progress(1.0, "scoring the population")
+        out["logits"] = logits_under(model, x, augmentations(job["augment"], in_shape), device=device)
+    out["seconds"] = time.perf_counter() - started
+    return out
 
 
-def train_one_by_one(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None, backend: str | None = None) -> list[nn.Module]:
-    """K independent trainings through :func:`mu_core.executor.run_jobs`: one after the other, or
-    on a CPU with idle cores one worker process per core (one torch thread each; see
-    ``BENCHMARKS.md``, "Speed as a new user meets it"). ``backend`` overrides the executor's
-    choice. Each model is the same either way (up to float rounding across thread counts)."""
-    import tempfile
+def reference_jobs(arch, in_shape, num_classes, x, y, keep, record, *, augment: str | None = None) -> tuple[list[dict], dict]:
+    """The jobs and shared tensors of :func:`train_reference_job` for the K models of ``keep``."""
+    jobs = [{"k": k, "arch": arch, "in_shape": list(in_shape), "num_classes": int(num_classes), "recipe": record.recipe,
+             "augment": augment} for k in range(keep.shape[0])]
+    return jobs, {"x": x, "y": y, "keep": torch.from_numpy(keep.astype(np.uint8))}
 
-    from safetensors.torch import load, save_file
 
-    from ..executor import JobSpec, run_jobs
+def train_one_by_one(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None, executor=None) -> list[nn.Module]:
+    return train_each(arch, in_shape, num_classes, x, y, keep, record, device=device, progress=progress, executor=executor)[0]
+
+
+def train_each(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None, augment: str | None = None,
+               executor=None) -> tuple[list[nn.Module], list[torch.Tensor]]:
+    """The K models one by one, each a job of :func:`~mu_core.executor.run_jobs` (in this process or
+    on Ray); with ``augment`` also their population logits (else an empty list)."""
+    from ..executor import run_jobs
     from ..models import build_model
 
-    k_total = keep.shape[0]
-    recipe = {key: v for key, v in _config(record, 0).to_dict().items() if key != "seed"}
-    with tempfile.TemporaryDirectory(prefix="mu_refs_") as tmp:
-        data_file = str(Path(tmp) / "population.safetensors")
-        save_file({"x": x.contiguous(), "y": y.contiguous()}, data_file)
-        jobs = [JobSpec("mu_core.attacks.reference:train_reference_job",
-                        {"data_file": data_file, "arch": arch, "in_shape": list(in_shape), "num_classes": int(num_classes),
-                         "members": keep[k].astype(np.uint8).tobytes(), "recipe": recipe, "k": k, "device": str(device)},
-                        label=f"Reference model {k + 1}/{k_total}")
-                for k in range(k_total)]
-        states = run_jobs(jobs, backend=backend, device_type=torch.device(device).type, progress=progress)
+    jobs, shared = reference_jobs(arch, in_shape, num_classes, x, y, keep, record, augment=augment)
+    results = run_jobs(train_reference_job, jobs, shared=shared, executor=executor, device=str(device), progress=progress,
+                       label="Reference model")
     models = []
-    for blob in states:
+    for result in results:
         model = build_model(arch, in_shape, num_classes)
-        model.load_state_dict(load(blob))
+        model.load_state_dict({name[6:]: t for name, t in result.items() if name.startswith("state.")})
         models.append(model.eval())
-    return models
+    return models, [result["logits"] for result in results if "logits" in result]
 
 
 def train_batched(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None) -> list[nn.Module]:
@@ -314,8 +322,11 @@ def train_batched(arch, in_shape, num_classes, x, y, keep, record, *, device, pr
 
 
 def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | None = None, device: torch.device,
-                     progress: Progress | None = None) -> ReferenceSet:
-    """Train K reference models on random halves of the population (see the module doc)."""
+                     progress: Progress | None = None, executor=None) -> ReferenceSet:
+    """Train K reference models on random halves of the population (see the module doc). One by one,
+    each model is a job of :func:`~mu_core.executor.run_jobs` (``executor``: ``inline``, ``ray`` or
+    ``None`` for the setting in force) that also scores the population; a batched ensemble trains
+    in this process."""
     if k < 2 or k % 2:
         raise AuditInputError("The number of reference models must be even and at least 2 (e.g. 16).")
     if record.recipe.get("sisa"):
@@ -327,15 +338,18 @@ def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | 
     keep = keep_mask(k, len(x), REFERENCE_SEED)
     use_batched = _use_batched(record.arch, data, device, batched)
     started = time.perf_counter()
-    trainer = train_batched if use_batched else train_one_by_one
-    sub = None if progress is None else (lambda f, m: progress(0.9 * f, m))
-    models = trainer(record.arch, data.in_shape, data.num_classes, x, y, keep, record, device=device, progress=sub)
+    if use_batched:
+        sub = None if progress is None else (lambda f, m: progress(0.9 * f, m))
+        models = train_batched(record.arch, data.in_shape, data.num_classes, x, y, keep, record, device=device, progress=sub)
+        augs = augmentations(data.spec.name, data.in_shape)
+        logits = []
+        for i, model in enumerate(models):
+            report(progress, 0.9 + 0.1 * i / k, f"Reference model {i + 1}/{k}: scoring the population")
+            logits.append(logits_under(model, x, augs, device=device))
+    else:
+        models, logits = train_each(record.arch, data.in_shape, data.num_classes, x, y, keep, record, device=device,
+                                    progress=progress, augment=data.spec.name, executor=executor)
     seconds = time.perf_counter() - started
-    augs = augmentations(data.spec.name, data.in_shape)
-    logits = []
-    for i, model in enumerate(models):
-        report(progress, 0.9 + 0.1 * i / k, f"Reference model {i + 1}/{k}: scoring the population")
-        logits.append(logits_under(model, x, augs, device=device))
     return ReferenceSet(record.arch, data.in_shape, data.num_classes, pop_train, pop_test, keep,
                         [{n: t.detach().cpu() for n, t in m.state_dict().items()} for m in models], torch.stack(logits),
                         {"epochs": _config(record, 0).epochs, "batch_size": _config(record, 0).batch_size, "seeds": f"{REFERENCE_SEED}..{REFERENCE_SEED + k - 1}"},
@@ -361,14 +375,10 @@ def estimate_reference_seconds(record, data, k: int, *, device: torch.device | N
     started = time.perf_counter()
     if use_batched:
         train_batched(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device)
-        parallel = 1
     else:
-        from ..executor import pick_backend
-
-        train_one_by_one(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device, backend="inline")
-        parallel = pick_backend(k, device.type)[1]
+        train_one_by_one(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device, executor="inline")
     per_step_per_model = (time.perf_counter() - started) / (2 * probe_steps)
-    return float(per_step_per_model * steps * k * 1.1 / parallel)
+    return float(per_step_per_model * steps * k * 1.1)
 
 
 def get_references(ctx) -> ReferenceSet:

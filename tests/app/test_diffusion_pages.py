@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.conftest import app, run_until, texts
+from tests.app.conftest import app, open_by_url, run_until, texts
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def ddpm_store(tmp_path_factory: pytest.TempPathFactory):
 def ddpm_case(ddpm_store, audit_home: Path) -> str:
     store, case_id = ddpm_store
     shutil.copytree(store.root / case_id, audit_home / "cases" / case_id)
-    (audit_home / "last_case").write_text(case_id)
+    open_by_url(case_id)
     return case_id
 
 

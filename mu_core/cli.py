@@ -682,10 +682,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        if getattr(args, "executor", None) or getattr(args, "job_cpus", None) or getattr(args, "address", None):
+        if hasattr(args, "executor") and (args.executor or getattr(args, "job_cpus", None) or getattr(args, "address", None)):
             from .executor import cli_executor
 
-            with cli_executor(args.executor, getattr(args, "address", None), args.job_cpus):
+            with cli_executor(args.executor, getattr(args, "address", None), getattr(args, "job_cpus", None)):
                 return int(args.func(args))
         return int(args.func(args))
     except AuditInputError as exc:

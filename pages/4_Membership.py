@@ -84,8 +84,8 @@ with st.container(border=True):
     from mu_core.models.io import read_record
 
     left, right = st.columns(2)
-    retrains = left.number_input(
-        "Retrains", 0, MAX_RETRAINS, DEFAULT_RETRAINS, 1, key="audit_retrains",
+    retrains = left.number_input(  # a diffusion model's retrain costs minutes: none by default, as on the CLI
+        "Retrains", 0, MAX_RETRAINS, 0 if family.is_diffusion(case) else DEFAULT_RETRAINS, 1, key="audit_retrains",
         help="Exact retrains (the original's recipe, consecutive seeds) whose spread the verdict's test includes: two retrains "
              "differ by chance, and an unlearned model must be judged against that spread. The case's retrained model counts "
              "as the first; the rest are trained once and kept in the case.")

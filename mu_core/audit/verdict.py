@@ -189,7 +189,8 @@ def _retrain_matrix(boot: dict, point: dict, attacks: list[str]) -> tuple[int, n
     """K and the retrains' bootstrap AUCs (b, K, m) and point AUCs (K, m), from ``retrains`` (or one ``retrained``)."""
     def per_attack(a):
         if "retrains" in boot[a]:
-            return np.asarray(boot[a]["retrains"], np.float64).reshape(len(boot[a]["unlearned"]), -1), np.asarray(point[a]["retrains"], np.float64)
+            retrains = np.asarray(boot[a]["retrains"], np.float64)
+            return retrains.reshape(retrains.shape[0], -1), np.asarray(point[a]["retrains"], np.float64)
         if "retrained" in boot[a]:
             return np.asarray(boot[a]["retrained"], np.float64)[:, None], np.array([point[a]["retrained"]], np.float64)
         return None, None

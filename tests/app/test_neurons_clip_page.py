@@ -42,7 +42,7 @@ def test_neurons_page_shows_both_labellings_side_by_side_offline(install_case, a
     assert not at.exception
     assert any("Foundation-model labels: open_clip" in t and "tiny_clip.safetensors" in t for t in texts(at.caption))
     next(b for b in at.button if b.key == "neurons_button").click()
-    run_until(at, lambda a: any("Explaining neurons: done" in t for t in texts(a.success)), timeout=300)
+    run_until(at, lambda a: any("Explaining neurons: done" in t for t in texts(a.success)))
     at.run()
     assert not at.exception and not at.error
     case = CaseStore(audit_home).get(case_id)

@@ -22,13 +22,13 @@ def test_threats_page_runs_a_threat_and_screens_the_request(install_case) -> Non
     at.number_input(key="threat_targeted_request_budget").set_value(3)
     at.text_input(key="threat_targeted_request_methods").set_value("neggrad")
     at.button(key="threat_run").click()
-    run_until(at, lambda a: any("Threat targeted_request: done" in t for t in texts(a.success)), timeout=300)
+    run_until(at, lambda a: any("Threat targeted_request: done" in t for t in texts(a.success)))
     at.run()
     assert not at.exception and not at.error
     assert any("an attacker holding" in t for t in texts(at.info))
 
     at.button(key="screen_run").click()
-    run_until(at, lambda a: any("Screening: done" in t for t in texts(a.success)), timeout=300)
+    run_until(at, lambda a: any("Screening: done" in t for t in texts(a.success)))
     at.run()
     assert not at.exception
     decisions = [t for t in texts(at.success) + texts(at.warning) + texts(at.error) if t.startswith("Decision:")]

@@ -91,7 +91,11 @@ with st.container(border=True):
              "as the first; the rest are trained once and kept in the case.")
     note_key = f"retrains_note_{case.id}_{(case.entry('original') or {}).get('sha256')}_{int(retrains)}_{bool(case.entry('retrained'))}"
     if note_key not in st.session_state:  # an imported model without a recorded training time is timed once
-        st.session_state[note_key] = retrains_note(read_record(case.file("original")), int(retrains), int(bool(case.entry("retrained"))),
+        original = read_record(case.file("original"))
+        trained_in = (case.entry("original") or {}).get("summary", {}).get("train_seconds")  # model files keep no timings
+        if trained_in:
+            original = original.with_updates(metrics={**original.metrics, "train_seconds": trained_in})
+        st.session_state[note_key] = retrains_note(original, int(retrains), int(bool(case.entry("retrained"))),
                                                    int((case.entry("forget") or {}).get("count", 0)), case.path("references"))
     right.caption(st.session_state[note_key])
     with st.expander("Verdict settings"):

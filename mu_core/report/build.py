@@ -439,6 +439,10 @@ def build_report(
                 bundled["inversion/inversion.json"] = atomic_write_text(staged / "inversion.json", json.dumps(src.extras["inversion"], indent=1))
         else:
             report_data = src.report
+            if "forget.json" not in src.files:  # an 'audit --out' folder keeps no request file: bundle the one read from it
+                from ..forget import write_request
+
+                src.files["forget.json"] = write_request(src.forget, staged / "forget.json")
             bundled.update(src.files)
         report(progress, 0.1, "Hashing models, request and data")
         data = _evidence(src, redact=redact, bundled=set(bundled), created=created, names=names, secret=secret if redact else None)

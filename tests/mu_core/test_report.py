@@ -241,13 +241,17 @@ def test_report_from_an_audit_folder_on_the_command_line(built, tmp_path: Path, 
     case = built["case"]
     files = {role: str(case.file(role)) for role in ("original", "unlearned", "retrained")}
     assert main(["audit", "--original", files["original"], "--unlearned", files["unlearned"], "--retrained", files["retrained"],
-                 "--forget", str(case.file("forget")), "--attacks", "loss", "--bootstrap", "20", "--out", str(tmp_path / "audit")]) == 0
+                 "--forget", str(case.file("forget")), "--attacks", "loss", "--bootstrap", "20", "--retrains", "1",
+                 "--out", str(tmp_path / "audit")]) == 0
     assert main(["report", "--audit", str(tmp_path / "audit"), "--out", str(tmp_path / "out"), "--no-pdf"]) == 0
     assert "bundle.zip" in capsys.readouterr().out
     evidence = json.loads((tmp_path / "out" / "evidence.json").read_text())
     assert evidence["source"]["kind"] == "audit" and evidence["forget_request"]["count"] == 40
     assert evidence["audit"]["settings"]["attacks"] == ["loss"] and evidence["trail"] is None
     assert verify_bundle(tmp_path / "out" / "bundle.zip").ok
+    # the request read from the audit folder travels in the bundle, so the bundle replays
+    assert main(["replay", str(tmp_path / "out" / "bundle.zip"), "--out", str(tmp_path / "replay")]) == 0
+    assert "replay identical" in capsys.readouterr().out
     assert main(["report", "--audit", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 2
 
 

@@ -7,6 +7,11 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+
+# Forward-mode AD compiles its decompositions with torch.jit.script on first use, and that
+# ast.parse is not thread-safe on CPython 3.11 (a job thread and a page script compiling at once
+# raised "AST constructor recursion depth mismatch"): load them once, at import.
+import torch._decomp.decompositions_for_jvp
 from torch import nn
 
 from ..data import Dataset

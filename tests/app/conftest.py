@@ -45,14 +45,25 @@ def app(page: str | None = None) -> AppTest:
 
 def run_until(at: AppTest, done: Callable[[AppTest], bool]) -> AppTest:
     """Re-run the script until ``done(at)`` (background jobs finish between runs). No clock: a
-    busy machine only makes it slower, and pytest-timeout stops a hang."""
+    busy machine only makes it slower, and pytest-timeout stops a hang. A background job that
+    crashes meanwhile (an unexpected error, never a user's mistake) fails the test at once."""
+    from pages._lib import ui
+
+    crashed_before = {job.key for job in ui.jobs().all() if _crashed(job)}
     while True:
         at.run()
         if at.exception:
             raise AssertionError(at.exception)
         if done(at):
             return at
+        crashed = [job for job in ui.jobs().all() if _crashed(job) and job.key not in crashed_before]
+        if crashed:
+            raise AssertionError(f"{crashed[0].label}: {crashed[0].error}")
         time.sleep(0.3)
+
+
+def _crashed(job) -> bool:
+    return job.status == "failed" and (job.error or "").startswith("Unexpected")
 
 
 def texts(elements) -> list[str]:

@@ -93,7 +93,7 @@ class JobManager:
             job.status, job.message = "cancelled", "Cancelled"
         except AuditInputError as exc:
             job.status, job.error = "failed", str(exc)
-        except Exception as exc:  # keep the app alive; say what happened
+        except BaseException as exc:  # keep the app alive and never leave a job "running" without its thread
             log.error("job %s failed:\n%s", job.key, traceback.format_exc())
             job.status, job.error = "failed", f"Unexpected {type(exc).__name__}: {exc}"
         finally:

@@ -46,20 +46,37 @@ def app(page: str | None = None) -> AppTest:
 def run_until(at: AppTest, done: Callable[[AppTest], bool]) -> AppTest:
     """Re-run the script until ``done(at)`` (background jobs finish between runs). No clock: a
     busy machine only makes it slower, and pytest-timeout stops a hang. A background job that
-    crashes meanwhile (an unexpected error, never a user's mistake) fails the test at once."""
+    crashes meanwhile (an unexpected error, never a user's mistake) fails the test at once; so does
+    a page that stays short of ``done`` for :data:`IDLE_RUNS` runs while no job runs at all (a job
+    that failed with a user's error, was cancelled, or never started), saying what the page shows."""
     from pages._lib import ui
 
-    crashed_before = {job.key for job in ui.jobs().all() if _crashed(job)}
+    before = {job.key: (job.status, job.started) for job in ui.jobs().all()}
+    idle = 0
     while True:
         at.run()
         if at.exception:
             raise AssertionError(at.exception)
         if done(at):
             return at
-        crashed = [job for job in ui.jobs().all() if _crashed(job) and job.key not in crashed_before]
+        ended = [job for job in ui.jobs().all() if not job.running and before.get(job.key) != (job.status, job.started)]
+        crashed = [job for job in ended if _crashed(job)]
         if crashed:
             raise AssertionError(f"{crashed[0].label}: {crashed[0].error}")
+        idle = 0 if ui.jobs().running() else idle + 1
+        if idle >= IDLE_RUNS:
+            raise AssertionError(f"no job runs and the page is not there yet; {_describe(at, ended)}")
         time.sleep(0.3)
+
+
+#: Runs of the page with no job running before :func:`run_until` gives up (a count, not a clock).
+IDLE_RUNS = 30
+
+
+def _describe(at: AppTest, ended) -> str:
+    jobs = "; ".join(f"{job.label}: {job.status} ({job.error or job.message})" for job in ended) or "no job ended"
+    shown = {kind: texts(getattr(at, kind)) for kind in ("error", "warning", "success", "info")}
+    return f"jobs: {jobs}; page: " + "; ".join(f"{kind} {values}" for kind, values in shown.items() if values)
 
 
 def _crashed(job) -> bool:

@@ -8,9 +8,14 @@ True
 
 from __future__ import annotations
 
-from . import ddpm  # noqa: F401  (registers the ddpm architecture)
-from .archs import build_model, list_archs, register_arch
-from .io import ModelRecord, load_model, save_model, sha256_file
+from .._lazy import lazy_exports
+
+# Imported on first use (torch only when a model is built or loaded): ``mu_core.models.io`` reads a
+# model's record with numpy alone, and the command line's quick commands start without torch.
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "ModelRecord": "io", "load_model": "io", "save_model": "io", "sha256_file": "io",
+    "build_model": "archs", "list_archs": "archs", "register_arch": "archs",
+})
 
 __all__ = [
     "ModelRecord",

@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, ResNet
 
 from ..errors import AuditInputError
 
@@ -90,16 +89,33 @@ class SmallCNN(nn.Module):
         return self.fc2(self.relu3(self.fc1(self.flatten(x))))
 
 
-class ImageResNet(ResNet):
-    """torchvision's ResNet with its parameter names; grey inputs are repeated to 3 channels.
+def _image_resnet(num_classes: int) -> nn.Module:
+    """torchvision's ResNet-18 with its parameter names; grey inputs are repeated to 3 channels.
 
     A state dict saved from ``torchvision.models.resnet18(num_classes=K)`` loads unchanged.
+    (torchvision is imported here, not at the top: it pulls in much of torch's compiler, seconds of
+    start-up that the other architectures and the command line's quick commands do not need.)
     """
+    from torchvision.models.resnet import BasicBlock
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1 and self.conv1.in_channels == 3:
-            x = x.expand(-1, 3, -1, -1)
-        return super().forward(x)
+    return _resnet_class()(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+
+
+_RESNET: list[type] = []
+
+
+def _resnet_class() -> type:
+    if not _RESNET:
+        from torchvision.models.resnet import ResNet
+
+        class ImageResNet(ResNet):
+            def forward(self, x: torch.Tensor) -> torch.Tensor:
+                if x.shape[1] == 1 and self.conv1.in_channels == 3:
+                    x = x.expand(-1, 3, -1, -1)
+                return super().forward(x)
+
+        _RESNET.append(ImageResNet)
+    return _RESNET[0]
 
 
 @register_arch("mlp", "multi-layer perceptron (256-128)")
@@ -120,14 +136,17 @@ def _check_channels(in_shape: tuple[int, int, int], name: str) -> None:
 @register_arch("resnet18", "ResNet-18, torchvision's layout and parameter names")
 def build_resnet18(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     _check_channels(in_shape, "resnet18")
-    return ImageResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    return _image_resnet(num_classes)
 
 
 @register_arch("resnet18_small", "ResNet-18 with a 3x3 stem and no max-pool, for small images")
 def build_resnet18_small(in_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     _check_channels(in_shape, "resnet18_small")
-    model = ImageResNet(BasicBlock, [2, 2, 2, 2], num_classes=num_classes)
+    model = _image_resnet(num_classes)
     model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
     return model
+
+
+from . import ddpm  # noqa: E402, F401  (registers the ddpm architecture, after the others)

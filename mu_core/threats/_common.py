@@ -3,16 +3,20 @@ poisoned training sets, and unlearning by a named provider (``none`` = no unlear
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 
 import numpy as np
 import torch
+from torch import nn
 
 # Forward-mode AD compiles its decompositions with torch.jit.script on first use, and that
 # ast.parse is not thread-safe on CPython 3.11 (a job thread and a page script compiling at once
-# raised "AST constructor recursion depth mismatch"): load them once, at import.
-import torch._decomp.decompositions_for_jvp
-from torch import nn
+# raised "AST constructor recursion depth mismatch"): load them once, at import (quietly: torch
+# warns that torch.jit.script is deprecated, which is torch's business, not the user's).
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", FutureWarning)
+    import torch._decomp.decompositions_for_jvp
 
 from ..data import Dataset
 from ..errors import AuditInputError

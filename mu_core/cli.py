@@ -118,28 +118,50 @@ def _load(path: str, args: argparse.Namespace):
 def cmd_forget(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .data import DatasetSpec, load_dataset
     from .forget import class_request, explicit_request, random_request, read_request, write_request
 
-    if args.model:
-        _, record = _load(args.model, args)
-        train_idx, spec = record.train_indices, record.dataset
-        data = load_dataset(DatasetSpec.from_dict(spec))
-    elif args.dataset:
-        data = load_dataset(DatasetSpec(args.dataset, args.data_root))
-        train_idx = np.arange(data.n_train, dtype=np.int64)
-    else:
+    if not args.model and not args.dataset:
         raise AuditInputError("Name the model (--model) or the dataset (--dataset) to draw samples from.")
+    record = _quick_record(args.model) if args.model and args.cls is None else None
+    if record is not None:  # a random or explicit request needs only the record's training set: no torch, no dataset
+        train_idx, n_train, data = record.train_indices, record.n_train_split, None
+    elif args.model:
+        from .data import DatasetSpec, load_dataset
+
+        _, record = _load(args.model, args)
+        train_idx = record.train_indices
+        data = load_dataset(DatasetSpec.from_dict(record.dataset))
+        n_train = data.n_train
+    else:
+        from .data import DatasetSpec, load_dataset
+
+        data = load_dataset(DatasetSpec(args.dataset, args.data_root))
+        train_idx, n_train = np.arange(data.n_train, dtype=np.int64), data.n_train
     if args.random is not None:
         request = random_request(train_idx, args.random, seed=args.seed)
     elif args.cls is not None:
         cls = _class_index(args.cls, data.class_names)
         request = class_request(train_idx, data.y_train.numpy(), cls, share=args.share, seed=args.seed, class_names=data.class_names)
     else:
-        request = explicit_request(read_request(args.indices).indices, train_idx, data.n_train)
+        request = explicit_request(read_request(args.indices).indices, train_idx, n_train)
     out = write_request(request, _out_path(args.out))
     print(f"wrote {out}: {request.describe()}")
     return 0
+
+
+def _quick_record(path: str):
+    """The record of a MU Audit ``.safetensors`` file read from its header alone (numpy, no torch), or
+    ``None`` when the file needs the full load to be understood or refused (a plain state dict, a pickle,
+    a damaged file: :func:`~mu_core.models.load_model` then says what is wrong in one sentence)."""
+    from .models.io import read_record
+
+    file = Path(path)
+    if not file.is_file() or file.suffix.lower() != ".safetensors":
+        return None
+    try:
+        return read_record(file)
+    except AuditInputError:
+        return None
 
 
 def _class_index(value: str, class_names: tuple[str, ...]) -> int:
@@ -391,14 +413,9 @@ def _classifier_only(record, command: str) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from .attacks import list_attacks
-    from .data import list_datasets
-    from .models import list_archs
-    from .threats import list_threats
-    from .unlearn import list_methods
+    from .catalog import CATALOG  # the registries' names without importing them (and torch)
 
-    for heading, names in (("datasets", list_datasets()), ("architectures", list_archs()), ("methods", list_methods()), ("attacks", list_attacks()),
-                           ("threats", list_threats())):
+    for heading, names in CATALOG.items():
         print(f"{heading}:")
         for name in names:
             print(f"  {name}")

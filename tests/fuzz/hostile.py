@@ -94,8 +94,9 @@ def _cli(*argv: str) -> tuple[int, str]:
 
 
 def _load_via_cli(path: Path, *extra: str) -> object:
-    """``forget --random 3 --model PATH``: loads the model fully; exit 2 becomes a clear refusal."""
-    code, message = _cli("forget", "--random", "3", "--model", str(path), *extra, "--out", str(path.parent / "f.txt"))
+    """``forget --class 0 --model PATH``: a class request loads the model and its dataset fully (a random
+    request reads only the record); exit 2 becomes a clear refusal."""
+    code, message = _cli("forget", "--class", "0", "--model", str(path), *extra, "--out", str(path.parent / "f.txt"))
     if code == 2:
         from mu_core.errors import AuditInputError
 

@@ -111,6 +111,38 @@ def test_list_prints_the_five_registries(capsys):
     assert "  digits" in lines and "  resnet18" in lines and "  neggrad" in lines and "  loss" in lines and "  backdoor_verify" in lines
 
 
+def test_list_names_exactly_what_the_registries_hold():
+    """``list`` prints :mod:`mu_core.catalog` (no torch import); it must not drift from the registries."""
+    from mu_core.attacks import list_attacks
+    from mu_core.catalog import CATALOG
+    from mu_core.data import list_datasets
+    from mu_core.models import list_archs
+    from mu_core.threats import list_threats
+    from mu_core.unlearn import list_methods
+
+    live = {"datasets": list_datasets(), "architectures": list_archs(), "methods": list_methods(), "attacks": list_attacks(),
+            "threats": list_threats()}
+    assert {heading: list(names) for heading, names in CATALOG.items()} == live
+
+
+def test_quick_commands_start_without_torch(tmp_path):
+    """``list`` and a random or explicit forget request drawn from a model file import neither torch nor scikit-learn."""
+    from mu_core.forget import read_request
+
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--dataset", "digits", "--arch", "mlp", "--epochs", "1", "--train-size", "200", "--out", str(model)]) == 0
+    probe = ("import sys, runpy; sys.argv = ['mu_core'] + sys.argv[1:]\n"
+             "try:\n    runpy.run_module('mu_core', run_name='__main__')\n"
+             "except SystemExit as e:\n    code = e.code\n"
+             "print('heavy:', sorted(m for m in ('torch', 'sklearn', 'torchvision') if m in sys.modules)); sys.exit(code)")
+    for args in (["list"], ["forget", "--model", str(model), "--random", "5", "--out", str(tmp_path / "r.json")],
+                 ["forget", "--model", str(model), "--indices", str(tmp_path / "r.json"), "--out", str(tmp_path / "e.json")]):
+        done = subprocess.run([sys.executable, "-c", probe, *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr
+        assert "heavy: []" in done.stdout, (args, done.stdout)
+    assert len(read_request(tmp_path / "e.json").indices) == 5
+
+
 BAD_INPUT = {
     "missing-model": (["unlearn", "--model", "{missing}", "--forget", "{forget}", "--method", "neggrad"], "does not exist"),
     "unknown-method": (

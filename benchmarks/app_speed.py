@@ -107,13 +107,21 @@ def forget_thumbnails(page, url: str) -> float:
 
 
 def cli_startup(repeats: int = 3) -> dict[str, float]:
-    """Median wall seconds of commands that need no model, against ``python -c 'import torch'``."""
+    """Median wall seconds of commands that need no model weights, against ``python -c 'import torch'``
+    (``list`` and a random request drawn from a model file read no weights and import no torch; a
+    request drawn from a dataset loads the dataset, whose split is defined by loading it)."""
+    tmp = Path(tempfile.mkdtemp(prefix="mu_bench_startup_"))
+    model = tmp / "m.safetensors"
+    subprocess.run([sys.executable, "-m", "mu_core", "train", "--dataset", "digits", "--arch", "mlp", "--epochs", "1", "--out", str(model)],
+                   cwd=ROOT, check=True, capture_output=True)
     cases = {
         "python -c 'import torch'": [sys.executable, "-c", "import torch"],
         "mu_core --help": [sys.executable, "-m", "mu_core", "--help"],
         "mu_core list": [sys.executable, "-m", "mu_core", "list"],
-        "mu_core forget --dataset digits --random 100": [sys.executable, "-m", "mu_core", "forget", "--dataset", "digits", "--random", "100",
-                                                         "--out", str(Path(tempfile.gettempdir()) / "mu_bench_forget.txt")],
+        "mu_core forget --model M --random 100": [sys.executable, "-m", "mu_core", "forget", "--model", str(model), "--random", "100",
+                                                  "--out", str(tmp / "from_model.json")],
+        "mu_core forget --dataset digits --random 100 (loads the dataset)": [
+            sys.executable, "-m", "mu_core", "forget", "--dataset", "digits", "--random", "100", "--out", str(tmp / "from_data.json")],
     }
     out = {}
     for name, argv in cases.items():
@@ -129,7 +137,12 @@ def cli_startup(repeats: int = 3) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="app and CLI trainings each (alternating)")
+    parser.add_argument("--startup-only", action="store_true", help="only the command line's start-up times (no browser)")
     args = parser.parse_args()
+    if args.startup_only:
+        for name, seconds in cli_startup().items():
+            print(f"| `{name}` | {seconds:.2f} |")
+        return
     from playwright.sync_api import sync_playwright
 
     load = os.getloadavg()

@@ -58,8 +58,8 @@ _LOCK = threading.RLock()
 
 #: What depends on what: replacing a key invalidates the keys listed for it.
 _DOWNSTREAM = {
-    "original": ("forget", "unlearned", "retrained", "audit", "compare", "references", "inversion", "defenses", "neurons"),
-    "forget": ("unlearned", "retrained", "audit", "compare", "inversion", "defenses", "neurons"),
+    "original": ("forget", "unlearned", "retrained", "audit", "compare", "references", "inversion", "defenses", "neurons", "threats"),
+    "forget": ("unlearned", "retrained", "audit", "compare", "inversion", "defenses", "neurons", "threats"),
     "unlearned": ("audit", "inversion", "defenses", "neurons"),
     "retrained": ("audit", "neurons"),
 }

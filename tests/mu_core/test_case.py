@@ -107,11 +107,13 @@ def test_new_original_drops_every_downstream_entry_and_its_files(store):
     atomic_write_text(case.path("audit", "report.json"), "{}")
     case.set_entry("audit", {"file": "audit"})
     assert case.file("audit") == case.path("audit")
+    atomic_write_text(case.path("threats", "screen", "screen.json"), "{}")  # the threats lab ran on the old model
+    case.set_entry("threats", {"file": "threats", "runs": {"screen": {}}})
 
     case.path("original.safetensors").write_bytes(b"v2")
     manifest = case.set_entry("original", {"file": "original.safetensors", "sha256": "v2"})
     assert manifest["original"] == {"file": "original.safetensors", "sha256": "v2"}
-    assert not {"forget", "unlearned", "retrained", "audit"} & set(case.manifest)
+    assert not {"forget", "unlearned", "retrained", "audit", "threats"} & set(case.manifest)
     assert sorted(p.name for p in case.dir.iterdir()) == ["case.json", "original.safetensors"]
     assert case.file("forget") is None
 

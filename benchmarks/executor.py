@@ -11,7 +11,12 @@ ceil(256 / N) + the measured start-up and per-run overhead, for N one-CPU worker
 model at a time (a cluster's network and data transfer are not in it: each task receives the
 population once, under 10 MB here).
 
-Run from the repository root: ``.venv/bin/python benchmarks/executor.py [--models 16] [--ray-cpus 2]``.
+With ``--retrains K`` it also times the verdict's K exact retrains
+(:func:`mu_core.audit.retrains.train_retrains`) of a digits ``mlp`` (all 1,437 training samples, its
+default recipe, 100 random samples forgotten) in this process (one thread) and on the same local Ray,
+and checks that both give the same weights; ``--models 0`` skips the reference models.
+
+Run from the repository root: ``.venv/bin/python benchmarks/executor.py [--models 16] [--ray-cpus 2] [--retrains 4]``.
 """
 
 from __future__ import annotations
@@ -36,18 +41,30 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="the original's (and the reference models') epochs")
     parser.add_argument("--ray-cpus", type=int, default=os.cpu_count() or 1, help="CPUs of the local Ray (default: all)")
     parser.add_argument("--project", type=int, default=256, help="reference models to project (default 256)")
+    parser.add_argument("--retrains", type=int, default=0, help="also time this many exact retrains of a digits mlp (default 0: none)")
     args = parser.parse_args()
+    os.environ["MU_AUDIT_RAY_CPUS"] = str(args.ray_cpus)
+    os.environ.setdefault("MU_AUDIT_RAY_OBJECT_STORE_MB", "128")
+    if args.models:
+        references(args)
+    if args.retrains:
+        retrains(args.retrains)
+    from mu_core.executor import shutdown_ray
+
+    shutdown_ray()
+
+
+def references(args: argparse.Namespace) -> None:
+    """16 (``--models``) reference models in this process and on a local Ray, and the projection."""
 
     import numpy as np
     import torch
 
     from mu_core.attacks.reference import REFERENCE_SEED, heldout_pool, keep_mask, reference_jobs, train_reference_job
     from mu_core.data import load_dataset
-    from mu_core.executor import ExecutorSettings, cluster_resources, run_jobs, shutdown_ray
+    from mu_core.executor import ExecutorSettings, cluster_resources, run_jobs
     from mu_core.train import default_config, fit_model
 
-    os.environ["MU_AUDIT_RAY_CPUS"] = str(args.ray_cpus)
-    os.environ.setdefault("MU_AUDIT_RAY_OBJECT_STORE_MB", "128")
     data = load_dataset("digits")
     config = default_config("cnn", args.train_size, epochs=args.epochs)
     _, record = fit_model(data, "cnn", config, train_size=args.train_size, device="cpu")
@@ -76,7 +93,6 @@ def main() -> None:
     started = time.perf_counter()
     remote = run_jobs(train_reference_job, jobs, shared=shared, executor=settings)
     ray_s = time.perf_counter() - started
-    shutdown_ray()
 
     per_local = statistics.median(r["seconds"] for r in local)
     per_ray = statistics.median(r["seconds"] for r in remote)
@@ -101,6 +117,44 @@ def main() -> None:
         wall = math.ceil(args.project / n) * per_ray + startup_s + overhead
         print(f"| {n} | {math.ceil(args.project / n)} | {wall / 60:.1f} min | {in_process_projected / wall:.1f}x |")
     print(f"\nIn-process here, projected: {in_process_projected / 60:.1f} min for {args.project}.")
+
+
+def retrains(k: int) -> None:
+    """``k`` exact retrains of a digits mlp in this process (1 thread) and twice on the local Ray (1 CPU
+    each): the first Ray run includes its worker processes' start (importing torch), the second not."""
+    import torch
+
+    from mu_core.audit.retrains import train_retrains
+    from mu_core.data import load_dataset
+    from mu_core.executor import ExecutorSettings, cluster_resources
+    from mu_core.forget import random_request
+    from mu_core.train import default_config, fit_model
+
+    data = load_dataset("digits")
+    config = default_config("mlp", data.n_train)
+    model, record = fit_model(data, "mlp", config, device="cpu")
+    request = random_request(record.train_indices, 100, seed=0)
+    settings = ExecutorSettings("ray", cpus_per_job=1)
+    started = time.perf_counter()
+    resources = cluster_resources(settings)  # started here, or already up from the reference models
+    startup_s = time.perf_counter() - started
+    walls, models = {}, {}
+    ray_name = f"Ray, local, {resources['cpus']:.0f} x 1 CPU"
+    for name, executor in (("in-process, 1 thread", ExecutorSettings("inline", cpus_per_job=1)),
+                           (f"{ray_name}, first run (workers import torch)", settings), (f"{ray_name}, again", settings)):
+        started = time.perf_counter()
+        models[name] = train_retrains(model, record, request.indices, k, dataset=data, device="cpu", executor=executor)
+        walls[name] = time.perf_counter() - started
+    first, *others = models.values()
+    same = all(torch.equal(a, b) for other in others for (m1, _), (m2, _) in zip(first, other, strict=True)
+               for a, b in zip(m1.state_dict().values(), m2.state_dict().values(), strict=True))
+    print(f"\n# {k} exact retrains of a digits mlp ({data.n_train} training samples, {config.epochs} epochs, "
+          f"100 forgotten), one job each\n")
+    print("| executor | wall (s) | per retrain (s) |")
+    print("| --- | --- | --- |")
+    for name, wall in walls.items():
+        print(f"| {name} | {wall:.1f} | {wall / k:.2f} |")
+    print(f"\nRay start-up (if started here): {startup_s:.1f} s, not in the walls above; identical weights: {same}.")
 
 
 if __name__ == "__main__":

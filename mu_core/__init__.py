@@ -122,6 +122,7 @@ _EXPORTS = {
     "JobFailed": "executor",
     "cluster_resources": "executor",
     "executor_settings": "executor",
+    "parallel_slots": "executor",
     "run_jobs": "executor",
     "save_settings": "executor",
 }

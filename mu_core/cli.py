@@ -658,6 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="the threat's seed (same as --param seed=S)")
     p.add_argument("--out", required=True, help="output folder for threat.json")
     device_arg(p)
+    executor_arg(p)
     p.set_defaults(func=lambda args: _threats_command("cmd_threat", args))
 
     p = sub.add_parser("screen", help="screen an unlearning request before running it: accept, review or reject; writes DIR/screen.json")

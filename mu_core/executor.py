@@ -62,6 +62,7 @@ __all__ = [
     "executor_settings",
     "load_settings",
     "pack_model",
+    "parallel_slots",
     "run_jobs",
     "save_settings",
     "set_default_executor",
@@ -414,7 +415,15 @@ def _object_store_mb() -> int:
 def _init_on_loopback(**kwargs) -> None:
     """``ray.init`` on 127.0.0.1. Ray 2.60 replaces a loopback node address by this machine's
     network address (``services.resolve_ip_for_localhost``), which would make a local Ray listen
-    beyond this machine; this keeps the loopback while Ray starts or joins."""
+    beyond this machine; this keeps the loopback while Ray starts or joins.
+
+    Ray 2.60 has no public way to do this: ``ray.init(_node_ip_address=...)`` is private and goes
+    through the same replacement, as do ``ray start --node-ip-address 127.0.0.1`` and an address
+    ``127.0.0.1:port`` given to ``ray.init`` (by design, see Ray issue #26293; the pull request that
+    would keep loopback addresses, #59206, was closed unmerged). The one switch that makes
+    Ray pick the loopback, ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, is read once when Ray is
+    imported and also forbids multi-node clusters (``ray start --address`` aborts), so it cannot
+    serve a cluster on this machine's loopback either. Hence the patch, for the duration of the call."""
     import ray
     from ray._private import services
 
@@ -446,6 +455,29 @@ def cluster_resources(executor: str | ExecutorSettings | None = "ray") -> dict[s
             "gpus": float(total.get("GPU", 0)), "memory_gb": round(float(total.get("memory", 0)) / 2**30, 1)}
 
 
+def parallel_slots(executor: str | ExecutorSettings | None = None) -> int:
+    """How many jobs run at once, for time estimates: 1 in this process; on Ray, the cluster's GPUs
+    divided by ``gpus_per_job`` when it has GPUs, else its CPUs divided by ``cpus_per_job``. Never
+    connects just to estimate: the cluster's resources are read only when Ray is already initialised
+    in this process; before that, the local Ray that would start on demand counts ``MU_AUDIT_RAY_CPUS``
+    (else this machine's CPUs) and a remote cluster not yet joined counts as 1 slot. An estimate
+    assumes each slot computes about as fast as this process does."""
+    settings = executor_settings(executor)
+    if settings.kind != "ray":
+        return 1
+    per_job = settings.cpus_per_job or settings.threads()
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        total = ray.cluster_resources()
+        gpus = float(total.get("GPU", 0))
+        if gpus > 0:
+            return max(1, int(gpus / min(settings.gpus_per_job, gpus)))
+        return max(1, int(float(total.get("CPU", 0)) / per_job))
+    if settings.address:
+        return 1
+    return max(1, int(int(os.environ.get("MU_AUDIT_RAY_CPUS") or os.cpu_count() or 1) / per_job))
+
+
 class _ProgressBoard:
     """A Ray actor the tasks report their progress to; the driver reads it for the one bar."""
 
@@ -467,6 +499,9 @@ def _remote_job(fn_name: str, job: dict, shared_key: str, shared_bytes: bytes, b
     global _shared_cache
     import torch
 
+    from .device import configure_threads
+
+    configure_threads()  # first in this worker, so that a pick_device inside the job keeps the count set next
     torch.set_num_threads(max(1, threads))
     if _shared_cache is None or _shared_cache[0] != shared_key:
         _shared_cache = (shared_key, decode_result(shared_bytes))

@@ -62,7 +62,10 @@ with st.container(border=True):
         refs_file = case.path("references", "references.safetensors")
         if refs_file.is_file():
             right.caption("Reference models from an earlier audit are in this case; they are reused when their number matches.")
-        est_key = f"ref_estimate_{case.id}_{k}"
+        from mu_core.executor import executor_settings, parallel_slots
+
+        slots = parallel_slots()  # jobs at once under the executor in force (1 in this process)
+        est_key = f"ref_estimate_{case.id}_{k}_{executor_settings().kind}_{slots}"
         if right.button("Estimate the training time", key="audit_estimate"):
             from mu_core.attacks.reference import estimate_reference_seconds
             from mu_core.data import DatasetSpec, load_dataset
@@ -71,7 +74,8 @@ with st.container(border=True):
             _, record = load_case_model(case, "original")
             st.session_state[est_key] = estimate_reference_seconds(record, load_dataset(DatasetSpec.from_dict(record.dataset)), k)
         if est_key in st.session_state:
-            right.markdown(f"Estimated training time for {k} reference models: **{st.session_state[est_key]:.0f} s**")
+            side = f" ({slots} at a time on Ray, when trained one by one)" if slots > 1 else ""
+            right.markdown(f"Estimated training time for {k} reference models: **{st.session_state[est_key]:.0f} s**{side}")
     if needs_method:
         from mu_core.unlearn import list_methods
 
@@ -89,7 +93,10 @@ with st.container(border=True):
         help="Exact retrains (the original's recipe, consecutive seeds) whose spread the verdict's test includes: two retrains "
              "differ by chance, and an unlearned model must be judged against that spread. The case's retrained model counts "
              "as the first; the rest are trained once and kept in the case.")
-    note_key = f"retrains_note_{case.id}_{(case.entry('original') or {}).get('sha256')}_{int(retrains)}_{bool(case.entry('retrained'))}"
+    from mu_core.executor import parallel_slots
+
+    note_key = (f"retrains_note_{case.id}_{(case.entry('original') or {}).get('sha256')}_{int(retrains)}_{bool(case.entry('retrained'))}"
+                f"_{parallel_slots()}")
     if note_key not in st.session_state:  # an imported model without a recorded training time is timed once
         original = read_record(case.file("original"))
         trained_in = (case.entry("original") or {}).get("summary", {}).get("train_seconds")  # model files keep no timings

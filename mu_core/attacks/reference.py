@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -356,9 +357,15 @@ def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | 
                         round(seconds, 3), use_batched, fingerprint(record, pool, k))
 
 
-def estimate_reference_seconds(record, data, k: int, *, device: torch.device | None = None, batched: bool | None = None) -> float:
-    """A quick estimate of training K reference models: times a few steps and scales up."""
+def estimate_reference_seconds(record, data, k: int, *, device: torch.device | None = None, batched: bool | None = None,
+                               executor=None) -> float:
+    """A quick estimate of training K reference models: times a few steps (in this process) and scales
+    up. A batched ensemble trains here; models trained one by one are jobs of the executor
+    (``executor``: the setting in force when ``None``), which on Ray runs
+    :func:`~mu_core.executor.parallel_slots` of them at a time: the estimate is then that of
+    ceil(K / slots) models, each slot assumed as fast as this process."""
     from ..device import pick_device
+    from ..executor import parallel_slots
 
     device = device or pick_device(None)
     config = _config(record, 0)
@@ -378,7 +385,8 @@ def estimate_reference_seconds(record, data, k: int, *, device: torch.device | N
     else:
         train_one_by_one(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device, executor="inline")
     per_step_per_model = (time.perf_counter() - started) / (2 * probe_steps)
-    return float(per_step_per_model * steps * k * 1.1)
+    models = k if use_batched else math.ceil(k / parallel_slots(executor))
+    return float(per_step_per_model * steps * models * 1.1)
 
 
 def get_references(ctx) -> ReferenceSet:

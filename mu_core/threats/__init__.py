@@ -9,7 +9,10 @@ defense) is :func:`mu_core.threats.screen.screen_request`.
 >>> list_threats()[:2]
 ['targeted_request', 'accuracy_burn']
 
-``run_threat("targeted_request", model, record, params={"targets": 10})`` runs one.
+``run_threat("targeted_request", model, record, params={"targets": 10})`` runs one. The providers'
+unlearning runs of a threat are independent jobs of :func:`~mu_core.executor.run_jobs` (this process
+by default, a Ray cluster when asked: ``threat --executor ray``); the driver draws the requests
+before them and combines their results in order, so the numbers do not depend on where they ran.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Pieces the threats and the screen share: gradient alignment, requests of arbitrary samples,
-poisoned training sets, and unlearning by a named provider (``none`` = no unlearning)."""
+poisoned training sets, unlearning by a named provider (``none`` = no unlearning), and the
+sweeps that run independent provider runs as jobs of :func:`~mu_core.executor.run_jobs`."""
 
 from __future__ import annotations
 
@@ -26,9 +27,12 @@ __all__ = [
     "NO_UNLEARNING",
     "add_trigger",
     "directional_losses",
+    "job_data",
     "loss_gradient",
     "parse_methods",
+    "provider_sweep",
     "provider_unlearn",
+    "shared_data",
     "train_like",
     "with_samples",
 ]
@@ -145,3 +149,30 @@ def provider_unlearn(model: nn.Module, record: ModelRecord, data: Dataset, forge
     given = {"seed": seed, "max_retain_drop": max_retain_drop}
     params = {k: v for k, v in given.items() if k in defaults and v is not None}
     return unlearn(model, record, forget_idx, method=method, params=params, dataset=data, device=device).model.to(device)
+
+
+def shared_data(data: Dataset, name: str = "") -> dict[str, torch.Tensor]:
+    """``data``'s tensors as a sweep's shared tensors (``x_train`` ... ``y_test``; ``name`` prefixes the
+    training split, for a sweep over a plain and a poisoned copy that share the test split)."""
+    return {f"{name}x_train": data.x_train, f"{name}y_train": data.y_train, "x_test": data.x_test, "y_test": data.y_test}
+
+
+def job_data(job: dict, shared, name: str = "") -> Dataset:
+    """The dataset a sweep's job computes on: the shared tensors of :func:`shared_data` with the
+    spec and class names in ``job["data"]``."""
+    from ..data import DatasetSpec
+
+    return Dataset(DatasetSpec.from_dict(job["data"]["spec"]), shared[f"{name}x_train"], shared[f"{name}y_train"], shared["x_test"],
+                   shared["y_test"], tuple(job["data"]["class_names"]))
+
+
+def provider_sweep(fn, jobs: list[dict], data: Dataset, shared: dict, *, device, progress=None, label: str = "Provider run") -> list[dict]:
+    """Run a threat's independent provider runs (``fn(job, shared, ctx)``, one job each) with
+    :func:`~mu_core.executor.run_jobs` (the executor in force: in this process, or on Ray); ``data``
+    describes the shared tensors (see :func:`job_data`). Models travel as their files' bytes
+    (:func:`~mu_core.executor.pack_model`), never pickled; each run seeds its own unlearning, so the
+    results do not depend on where or in which order the runs go."""
+    from ..executor import run_jobs
+
+    described = {"spec": data.spec.to_dict(), "class_names": list(data.class_names)}
+    return run_jobs(fn, [{**job, "data": described} for job in jobs], shared=shared, device=str(device), progress=progress, label=label)

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._types import report
+from .._types import report, sub_progress
 from . import Threat, register_threat
-from ._common import loss_gradient, parse_methods, provider_unlearn, with_samples
+from ._common import job_data, loss_gradient, parse_methods, provider_sweep, provider_unlearn, shared_data, with_samples
 
-__all__ = ["AccuracyBurn", "craft_burn"]
+__all__ = ["AccuracyBurn", "burn_run_job", "craft_burn"]
 
 
 def craft_burn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref_x: torch.Tensor, ref_y: torch.Tensor, *, epsilon: float,
@@ -54,6 +54,31 @@ def craft_burn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, ref_x: torch.
     return (x + delta).clamp(0, 1).detach().cpu()
 
 
+def burn_run_job(job: dict, shared, ctx) -> dict:
+    """One provider run of :class:`AccuracyBurn` as an :func:`~mu_core.executor.run_jobs` job, for trial
+    ``t = job["trial"]`` and ``job["method"]``: ``kind`` ``burnt`` unlearns the crafted copies
+    (``shared["crafted.<t>"]``, labels ``shared["labels.<t>"]``) accepted as training samples, ``plain`` the
+    untouched samples ``job["request"]`` (both return ``test_acc``), ``screen`` screens the crafted request
+    (returns its ``decision``)."""
+    from ..executor import unpack_model
+    from ..train import accuracy
+    from .screen import screen_request
+
+    model, record = unpack_model(shared["model"])
+    data, device, kind = job_data(job, shared), torch.device(ctx.device), job["kind"]
+    request_idx = np.asarray(job["request"], dtype=np.int64)
+    crafted, labels = shared[f"crafted.{job['trial']}"], shared[f"labels.{job['trial']}"]
+    seed, guard = int(job["seed"]), float(job["max_retain_drop"])
+    if kind == "screen":
+        screened = screen_request(model, record, request_idx, samples=(crafted, labels), method=job["method"], dataset=data, seed=seed,
+                                  device=device)
+        return {"decision": screened.decision}
+    if kind == "burnt":
+        data, record, request_idx = with_samples(data, record, crafted, labels)
+    unlearned = provider_unlearn(model, record, data, request_idx, job["method"], device=device, seed=seed, max_retain_drop=guard)
+    return {"test_acc": accuracy(unlearned, data.x_test, data.y_test, device=device)}
+
+
 @register_threat
 class AccuracyBurn(Threat):
     name = "accuracy_burn"
@@ -71,8 +96,9 @@ class AccuracyBurn(Threat):
 
     def run(self, model, record, data, params: dict[str, Any], *, device, progress) -> tuple[dict, str, dict]:
         from ..errors import AuditInputError
+        from ..executor import pack_model
         from ..train import accuracy
-        from .screen import influence_score, screen_request
+        from .screen import influence_score
 
         methods = parse_methods(params["methods"])
         seed, n, trials = int(params["seed"]), int(params["requests"]), int(params["trials"])
@@ -82,39 +108,36 @@ class AccuracyBurn(Threat):
             raise AuditInputError("epsilon must be in (0, 1] and steps at least 1.")
         guard = float(params["max_retain_drop"])
         before = accuracy(model, data.x_test, data.y_test, device=device)
-        rows, last_request = [], None
-        total = trials * (1 + 3 * len(methods))
-        done = 0
-        null = None
+        last_request, null = None, None
+        shared = {"model": pack_model(model, record), **shared_data(data)}
+        requests, scores = [], []
         for trial in range(trials):
             rng = np.random.default_rng(seed + 101 * trial)
             chosen = rng.choice(record.train_indices, size=n + min(500, len(record.train_indices) - n), replace=False)
             request_idx, ref_idx = np.sort(chosen[:n]), chosen[n:]
             rx, ry = data.x_train[torch.from_numpy(request_idx)], data.y_train[torch.from_numpy(request_idx)]
-            report(progress, done / total, f"Trial {trial + 1}/{trials}: crafting {n} perturbed copies")
+            report(progress, 0.3 * trial / trials, f"Trial {trial + 1}/{trials}: crafting {n} perturbed copies")
             crafted = craft_burn(model, rx, ry, data.x_train[torch.from_numpy(ref_idx)], data.y_train[torch.from_numpy(ref_idx)],
                                  epsilon=float(params["epsilon"]), steps=int(params["steps"]))
-            done += 1
-            burn_data, burn_record, burn_idx = with_samples(data, record, crafted, ry)
             last_request = {"index": request_idx, "x": crafted.numpy(), "y": ry.numpy()}
             score, _, null = influence_score(model, record, data, crafted, ry, seed=seed, device=device, null=null if trial else None)
+            shared.update({f"crafted.{trial}": crafted, f"labels.{trial}": ry})
+            requests.append(request_idx)
+            scores.append(score)
+        jobs = [{"trial": trial, "method": method, "kind": kind, "request": requests[trial].tolist(), "seed": seed, "max_retain_drop": guard}
+                for trial in range(trials) for method in methods for kind in ("burnt", "plain", "screen")]
+        outcomes = iter(provider_sweep(burn_run_job, jobs, data, shared, device=device, progress=sub_progress(progress, 0.3, 1.0),
+                                       label="Provider run"))
+        rows = []
+        for trial in range(trials):
             for method in methods:
-                report(progress, done / total, f"Trial {trial + 1}/{trials}: {method} on the crafted request")
-                burnt = provider_unlearn(model, burn_record, burn_data, burn_idx, method, device=device, seed=seed, max_retain_drop=guard)
-                done += 1
-                report(progress, done / total, f"Trial {trial + 1}/{trials}: {method} on the untouched samples")
-                plain = provider_unlearn(model, record, data, request_idx, method, device=device, seed=seed, max_retain_drop=guard)
-                done += 1
-                report(progress, done / total, f"Trial {trial + 1}/{trials}: screening the crafted request")
-                screened = screen_request(model, record, request_idx, samples=(crafted, ry), method=method, dataset=data, seed=seed, device=device)
-                done += 1
-                after = accuracy(burnt, data.x_test, data.y_test, device=device)
+                after, plain, screened = (next(outcomes) for _ in range(3))
                 rows.append({
-                    "trial": trial, "method": method, "test_acc_after": after,
-                    "benign_test_acc_after": accuracy(plain, data.x_test, data.y_test, device=device),
-                    "screen_decision": screened.decision,
-                    "test_acc_with_screening": after if screened.decision == "accept" else before,
-                    "influence_score": score,
+                    "trial": trial, "method": method, "test_acc_after": after["test_acc"],
+                    "benign_test_acc_after": plain["test_acc"],
+                    "screen_decision": screened["decision"],
+                    "test_acc_with_screening": after["test_acc"] if screened["decision"] == "accept" else before,
+                    "influence_score": scores[trial],
                 })
         per_method = {}
         for method in methods:

@@ -30,9 +30,18 @@ import torch
 from .._types import report, sub_progress
 from ..errors import AuditInputError
 from . import Threat, register_threat
-from ._common import NO_UNLEARNING, add_trigger, parse_methods, provider_unlearn, train_like
+from ._common import (
+    NO_UNLEARNING,
+    add_trigger,
+    job_data,
+    parse_methods,
+    provider_sweep,
+    provider_unlearn,
+    shared_data,
+    train_like,
+)
 
-__all__ = ["BackdoorRemoval", "BackdoorVerify", "Verifier", "poison", "triggered_queries"]
+__all__ = ["BackdoorRemoval", "BackdoorVerify", "Verifier", "backdoor_provider_job", "poison", "provider_hits", "triggered_queries"]
 
 
 def poison(data, idx: np.ndarray, target: int):
@@ -129,12 +138,44 @@ def marked_model(model, record, data, params: dict[str, Any], *, device, progres
 
 def verify(model, verifier: Verifier, verification: torch.Tensor, target: int, rng: np.random.Generator, device) -> dict:
     """Athena's check of ``model`` on ``verifier.queries`` queries drawn from ``verification``."""
-    hits_all = hits_target(model, verification, target, device)
-    drawn = rng.choice(len(verification), size=verifier.queries, replace=False)
+    return verify_hits(hits_target(model, verification, target, device), verifier, rng)
+
+
+def verify_hits(hits_all: np.ndarray, verifier: Verifier, rng: np.random.Generator) -> dict:
+    """Athena's check on ``verifier.queries`` queries drawn from the verification queries whose hits
+    (whether the model answers the target label) are ``hits_all``."""
+    drawn = rng.choice(len(hits_all), size=verifier.queries, replace=False)
     hits = int(hits_all[drawn].sum())
     confirmed, confidence = verifier.decide(hits)
     return {"hits": hits, "queries": verifier.queries, "backdoor_success": float(hits_all.mean()), "deletion_confirmed": confirmed,
             "confidence": confidence}
+
+
+def backdoor_provider_job(job: dict, shared, ctx) -> dict:
+    """One provider of a backdoor threat as an :func:`~mu_core.executor.run_jobs` job: the model trained
+    on the poisoned data (``shared["model"]``) unlearns ``job["request"]`` with ``job["method"]``
+    (``none``: not at all); returns, per query in ``shared["queries"]``, whether it hits the target
+    label (``hits``), and the test accuracy."""
+    from ..executor import unpack_model
+    from ..train import accuracy
+
+    model, record = unpack_model(shared["model"])
+    data, device = job_data(job, shared), torch.device(ctx.device)
+    unlearned = provider_unlearn(model, record, data, np.asarray(job["request"], dtype=np.int64), job["method"], device=device,
+                                 seed=int(job["seed"]))
+    return {"hits": hits_target(unlearned, shared["queries"], int(job["target"]), device),
+            "test_acc": accuracy(unlearned, data.x_test, data.y_test, device=device)}
+
+
+def provider_hits(trained, trained_record, poisoned, request: np.ndarray, methods: list[str], queries: torch.Tensor, target: int, seed: int,
+                  *, device, progress) -> list[dict]:
+    """:func:`backdoor_provider_job` for each method, through the executor in force; ``hits`` as booleans."""
+    from ..executor import pack_model
+
+    shared = {"model": pack_model(trained, trained_record), "queries": queries, **shared_data(poisoned)}
+    jobs = [{"method": method, "request": request.tolist(), "seed": seed, "target": target} for method in methods]
+    outcomes = provider_sweep(backdoor_provider_job, jobs, poisoned, shared, device=device, progress=progress, label="Provider")
+    return [{**outcome, "hits": outcome["hits"].numpy()} for outcome in outcomes]
 
 
 @register_threat
@@ -152,19 +193,17 @@ class BackdoorVerify(Threat):
     }
 
     def run(self, model, record, data, params: dict[str, Any], *, device, progress) -> tuple[dict, str, dict]:
-        from ..train import accuracy
 
         methods = [*(m for m in parse_methods(params["methods"], allow_none=True) if m != NO_UNLEARNING), NO_UNLEARNING]
         target = int(params["target_label"])
         owner, marked, poisoned, trained, trained_record, verifier, verification, test_acc = marked_model(
             model, record, data, params, device=device, progress=progress)
         rng = np.random.default_rng(int(params["seed"]) + 3)
-        providers = {}
-        for i, method in enumerate(methods):
-            report(progress, 0.5 + 0.5 * i / len(methods), f"Provider: {method}")
-            unlearned = provider_unlearn(trained, trained_record, poisoned, owner, method, device=device, seed=int(params["seed"]))
-            providers[method] = {"honest": method != NO_UNLEARNING, **verify(unlearned, verifier, verification, target, rng, device),
-                                 "test_acc": accuracy(unlearned, data.x_test, data.y_test, device=device)}
+        report(progress, 0.5, f"Providers: {', '.join(methods)}")
+        outcomes = provider_hits(trained, trained_record, poisoned, owner, methods, verification, target, int(params["seed"]), device=device,
+                                 progress=sub_progress(progress, 0.5, 1.0))
+        providers = {method: {"honest": method != NO_UNLEARNING, **verify_hits(outcome["hits"], verifier, rng), "test_acc": outcome["test_acc"]}
+                     for method, outcome in zip(methods, outcomes, strict=True)}
         numbers = {
             "owner_samples": len(owner), "marked_samples": len(marked), "test_acc_marked_model": test_acc,
             "p": verifier.p, "q": verifier.q, "tau": verifier.tau, "queries": verifier.queries,
@@ -220,12 +259,11 @@ class BackdoorRemoval(Threat):
         trained, trained_record = train_like(record, poisoned, record.train_indices, device=device, progress=sub_progress(progress, 0.0, 0.3))
         before = {"attack_success": float(hits_target(trained, queries, target, device).mean()),
                   "test_acc": accuracy(trained, data.x_test, data.y_test, device=device)}
-        after = {}
-        for i, method in enumerate(methods):
-            report(progress, 0.3 + 0.7 * i / len(methods), f"Unlearning the poisoned samples: {method}")
-            unlearned = provider_unlearn(trained, trained_record, poisoned, poisoned_idx, method, device=device, seed=seed)
-            after[method] = {"attack_success": float(hits_target(unlearned, queries, target, device).mean()),
-                             "test_acc": accuracy(unlearned, data.x_test, data.y_test, device=device)}
+        report(progress, 0.3, f"Unlearning the poisoned samples: {', '.join(methods)}")
+        outcomes = provider_hits(trained, trained_record, poisoned, poisoned_idx, methods, queries, target, seed, device=device,
+                                 progress=sub_progress(progress, 0.3, 1.0))
+        after = {method: {"attack_success": float(outcome["hits"].mean()), "test_acc": outcome["test_acc"]}
+                 for method, outcome in zip(methods, outcomes, strict=True)}
         numbers = {"poisoned_samples": len(poisoned_idx), "before": before, "methods": after}
         parts = [f"{m} {v['attack_success']:.0%} (test accuracy {v['test_acc']:.1%})" for m, v in after.items()]
         yardstick = after.get("retrain")

@@ -23,9 +23,33 @@ import torch
 from .._types import report, sub_progress
 from ..errors import AuditInputError
 from . import Threat, register_threat
-from ._common import parse_methods, provider_unlearn, train_like
+from ._common import job_data, parse_methods, provider_sweep, provider_unlearn, shared_data, train_like
 
-__all__ = ["OverUnlearning"]
+__all__ = ["OverUnlearning", "over_unlearning_job", "victim_scores"]
+
+
+def victim_scores(model, data, victim: int, device) -> dict[str, float]:
+    """Test accuracy on the victim class, on the other classes and overall."""
+    from ..train import accuracy
+
+    victim_test = data.y_test == victim
+    return {"victim_acc": accuracy(model, data.x_test[victim_test], data.y_test[victim_test], device=device),
+            "other_acc": accuracy(model, data.x_test[~victim_test], data.y_test[~victim_test], device=device),
+            "test_acc": accuracy(model, data.x_test, data.y_test, device=device)}
+
+
+def over_unlearning_job(job: dict, shared, ctx) -> dict:
+    """One provider run of :class:`OverUnlearning` as an :func:`~mu_core.executor.run_jobs` job: the
+    model trained with the blends (``kind`` ``blended``, on the blended data) or the model as given
+    (``plain``) unlearns ``job["request"]`` with ``job["method"]``; returns its :func:`victim_scores`."""
+    from ..executor import unpack_model
+
+    kind = job["kind"]
+    model, record = unpack_model(shared[f"model.{kind}"])
+    data, device = job_data(job, shared, "blended." if kind == "blended" else ""), torch.device(ctx.device)
+    unlearned = provider_unlearn(model, record, data, np.asarray(job["request"], dtype=np.int64), job["method"], device=device,
+                                 seed=int(job["seed"]))
+    return victim_scores(unlearned, data, int(job["victim"]), device)
 
 
 @register_threat
@@ -42,7 +66,7 @@ class OverUnlearning(Threat):
     }
 
     def run(self, model, record, data, params: dict[str, Any], *, device, progress) -> tuple[dict, str, dict]:
-        from ..train import accuracy
+        from ..executor import pack_model
 
         methods = parse_methods(params["methods"])
         seed, n, victim, blend = int(params["seed"]), int(params["requests"]), int(params["victim_class"]), float(params["blend"])
@@ -63,19 +87,17 @@ class OverUnlearning(Threat):
         blended = replace(data, x_train=x)
         report(progress, 0.0, "Training with the attacker's blended samples")
         trained, trained_record = train_like(record, blended, record.train_indices, device=device, progress=sub_progress(progress, 0.0, 0.4))
-        victim_test = data.y_test == victim
-
-        def scores(m) -> dict:
-            return {"victim_acc": accuracy(m, data.x_test[victim_test], data.y_test[victim_test], device=device),
-                    "other_acc": accuracy(m, data.x_test[~victim_test], data.y_test[~victim_test], device=device),
-                    "test_acc": accuracy(m, data.x_test, data.y_test, device=device)}
-
-        before_blended, before_plain = scores(trained), scores(model)
+        before_blended, before_plain = victim_scores(trained, data, victim, device), victim_scores(model, data, victim, device)
+        report(progress, 0.4, "Unlearning the blended and the plain request")
+        shared = {"model.blended": pack_model(trained, trained_record), "model.plain": pack_model(model, record), **shared_data(data),
+                  **shared_data(blended, "blended.")}
+        jobs = [{"method": method, "kind": kind, "request": attacker.tolist(), "seed": seed, "victim": victim}
+                for method in methods for kind in ("blended", "plain")]
+        outcomes = iter(provider_sweep(over_unlearning_job, jobs, data, shared, device=device, progress=sub_progress(progress, 0.4, 1.0),
+                                       label="Unlearning run"))
         rows = {}
-        for i, method in enumerate(methods):
-            report(progress, 0.4 + 0.6 * i / len(methods), f"{method}: unlearning the blended and the plain request")
-            after_blended = scores(provider_unlearn(trained, trained_record, blended, attacker, method, device=device, seed=seed))
-            after_plain = scores(provider_unlearn(model, record, data, attacker, method, device=device, seed=seed))
+        for method in methods:
+            after_blended, after_plain = next(outcomes), next(outcomes)
             drop_blended = before_blended["victim_acc"] - after_blended["victim_acc"]
             drop_plain = before_plain["victim_acc"] - after_plain["victim_acc"]
             rows[method] = {"blended": after_blended, "plain": after_plain, "victim_drop_blended": drop_blended,

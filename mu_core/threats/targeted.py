@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._types import report
+from .._types import report, sub_progress
 from . import Threat, register_threat
-from ._common import directional_losses, loss_gradient, parse_methods, provider_unlearn
+from ._common import directional_losses, job_data, loss_gradient, parse_methods, provider_sweep, provider_unlearn, shared_data
 
-__all__ = ["TargetedRequest", "attacker_pool", "select_request"]
+__all__ = ["TargetedRequest", "attacker_pool", "select_request", "targeted_run_job"]
 
 
 def attacker_pool(train_indices: np.ndarray, share: float, seed: int) -> np.ndarray:
@@ -46,6 +46,21 @@ def select_request(model, data, pool: np.ndarray, target_x: torch.Tensor, target
     return np.sort(pool[np.argsort(-alignment, kind="stable")[:budget]])
 
 
+def targeted_run_job(job: dict, shared, ctx) -> dict:
+    """One provider run of :class:`TargetedRequest` as an :func:`~mu_core.executor.run_jobs` job: the
+    model in ``shared["model"]`` unlearns ``job["request"]`` with ``job["method"]``; returns whether
+    test sample ``job["target"]`` is then misclassified, and the test accuracy."""
+    from ..executor import unpack_model
+    from ..train import accuracy, predict_logits
+
+    model, record = unpack_model(shared["model"])
+    data, device, target = job_data(job, shared), torch.device(ctx.device), int(job["target"])
+    unlearned = provider_unlearn(model, record, data, np.asarray(job["request"], dtype=np.int64), job["method"], device=device,
+                                 seed=int(job["seed"]), max_retain_drop=float(job["max_retain_drop"]))
+    prediction = int(predict_logits(unlearned, data.x_test[target][None], device=device).argmax(1))
+    return {"misclassified": prediction != int(data.y_test[target]), "test_acc": accuracy(unlearned, data.x_test, data.y_test, device=device)}
+
+
 @register_threat
 class TargetedRequest(Threat):
     name = "targeted_request"
@@ -62,6 +77,7 @@ class TargetedRequest(Threat):
 
     def run(self, model, record, data, params: dict[str, Any], *, device, progress) -> tuple[dict, str, dict]:
         from ..errors import AuditInputError
+        from ..executor import pack_model
         from ..train import accuracy, predict_logits
 
         methods = parse_methods(params["methods"])
@@ -75,26 +91,24 @@ class TargetedRequest(Threat):
         if n_targets < 1:
             raise AuditInputError("targets must be at least 1 (and the model must classify some test samples correctly).")
         targets = np.sort(rng.choice(correct, size=n_targets, replace=False))
-        rows, requests = [], {"malicious": [], "random": []}
-        steps = n_targets * (1 + 2 * len(methods))
-        done = 0
+        requests = {"malicious": [], "random": []}
+        for i, t in enumerate(targets):
+            report(progress, 0.2 * i / n_targets, f"Target {i + 1}/{n_targets}: choosing the malicious request")
+            requests["malicious"].append(select_request(model, data, pool, data.x_test[int(t)], data.y_test[int(t)], budget, device))
+            requests["random"].append(np.sort(rng.choice(pool, size=budget, replace=False)))
+        guard = float(params["max_retain_drop"])
+        jobs = [{"target": int(t), "method": method, "kind": kind, "request": requests[kind][i].tolist(), "seed": seed, "max_retain_drop": guard}
+                for i, t in enumerate(targets) for method in methods for kind in ("malicious", "random")]
+        outcomes = iter(provider_sweep(targeted_run_job, jobs, data, {"model": pack_model(model, record), **shared_data(data)}, device=device,
+                                       progress=sub_progress(progress, 0.2, 1.0), label="Unlearning request"))
+        rows = []
         for t in targets:
-            tx, ty = data.x_test[int(t)], data.y_test[int(t)]
-            malicious = select_request(model, data, pool, tx, ty, budget, device)
-            benign = np.sort(rng.choice(pool, size=budget, replace=False))
-            requests["malicious"].append(malicious)
-            requests["random"].append(benign)
-            done += 1
             for method in methods:
-                row = {"target": int(t), "label": int(ty), "method": method}
-                for kind, request in (("malicious", malicious), ("random", benign)):
-                    report(progress, done / steps, f"Target {len(rows) // len(methods) + 1}/{n_targets}: {method}, {kind} request")
-                    unlearned = provider_unlearn(model, record, data, request, method, device=device, seed=seed,
-                                                 max_retain_drop=float(params["max_retain_drop"]))
-                    prediction = int(predict_logits(unlearned, tx[None], device=device).argmax(1))
-                    row[f"{kind}_misclassified"] = prediction != int(ty)
-                    row[f"{kind}_test_acc"] = accuracy(unlearned, data.x_test, data.y_test, device=device)
-                    done += 1
+                row = {"target": int(t), "label": int(data.y_test[int(t)]), "method": method}
+                for kind in ("malicious", "random"):
+                    outcome = next(outcomes)
+                    row[f"{kind}_misclassified"] = outcome["misclassified"]
+                    row[f"{kind}_test_acc"] = outcome["test_acc"]
                 rows.append(row)
         per_method = {}
         for method in methods:

@@ -172,6 +172,24 @@ def test_membership_page_runs_a_reference_model_attack_and_keeps_the_models(inst
     assert report["records"][0]["attack"] == "lira_online"
 
 
+def test_membership_page_estimates_say_how_many_jobs_ray_runs_at_once(install_case, audit_home: Path, monkeypatch) -> None:
+    from mu_core.executor import ExecutorSettings, save_settings
+
+    monkeypatch.setenv("MU_AUDIT_RAY_CPUS", "4")  # the local Ray that would start: 4 one-CPU jobs at once (none is started)
+    monkeypatch.delenv("MU_AUDIT_EXECUTOR", raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    install_case("unlearned")
+    save_settings(ExecutorSettings("ray", cpus_per_job=1))
+    at = app("4_Membership").run()
+    at.multiselect(key="audit_attacks").set_value(["loss", "lira_online"])
+    at.number_input(key="audit_retrains").set_value(5)  # the case's retrained model is the first
+    at.run()
+    assert any("4 to train, estimated" in t and "on Ray, 4 at a time" in t for t in texts(at.caption))
+    at.button(key="audit_estimate").click().run()
+    assert not at.exception
+    assert any("Estimated training time for 16 reference models" in t and "4 at a time on Ray" in t for t in texts(at.markdown))
+
+
 def test_unlearn_page_compares_methods_and_uses_one_for_the_audit(install_case, audit_home: Path) -> None:
     case_id = install_case("demo")
     at = app("3_Unlearn").run()

@@ -8,6 +8,7 @@ local Ray started on demand gives its workers this process's import path).
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -156,6 +157,32 @@ def test_the_executor_comes_from_the_argument_the_cli_the_environment_or_the_app
         executor_settings()
 
 
+def test_estimates_divide_by_the_jobs_a_ray_cluster_runs_at_once(monkeypatch, digits_mlp) -> None:
+    from mu_core.audit.retrains import estimate_retrain_seconds, retrains_note
+    from mu_core.executor import parallel_slots
+
+    monkeypatch.delitem(sys.modules, "ray", raising=False)  # not imported, so nothing to ask: the estimate never starts Ray
+    monkeypatch.setenv("MU_AUDIT_RAY_CPUS", "4")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    _, record = digits_mlp
+    timed = record.with_updates(metrics={**record.metrics, "train_seconds": 10.0})
+    n = len(record.train_indices)
+    assert parallel_slots("inline") == 1
+    assert parallel_slots(ExecutorSettings("ray", cpus_per_job=1)) == 4 and parallel_slots(ExecutorSettings("ray", cpus_per_job=2)) == 2
+    assert parallel_slots(ExecutorSettings("ray", "10.0.0.5:6379", cpus_per_job=1)) == 1  # a remote cluster not joined yet
+    inline = estimate_retrain_seconds(timed, 4, 0, executor="inline")
+    assert inline == pytest.approx(10.0 * 4 * 1.1)
+    assert estimate_retrain_seconds(timed, 4, 0, executor=ExecutorSettings("ray", cpus_per_job=1)) == pytest.approx(inline / 4)
+    two_waves = 10.0 * (n - n // 2) / n * 2 * 1.1  # 5 retrains on 4 slots: two rounds, each on half the data
+    assert estimate_retrain_seconds(timed, 5, n // 2, executor=ExecutorSettings("ray", cpus_per_job=1)) == pytest.approx(two_waves)
+    set_default_executor(ExecutorSettings("ray", cpus_per_job=1))
+    try:
+        assert "estimated 11 s on Ray, 4 at a time" in retrains_note(timed, 4, 0, 0, None)
+    finally:
+        set_default_executor(None)
+    assert "estimated 44 s (pass" in retrains_note(timed, 4, 0, 0, None)
+
+
 # ---------------------------------------------------------------- a local Ray, 2 CPUs
 
 @pytest.fixture(scope="module")
@@ -285,3 +312,56 @@ def test_a_cancel_stops_the_remote_tasks(local_ray, tmp_path: Path) -> None:
     assert not any(_alive(pid) for pid in pids), "the cancelled tasks' workers are still running"
     assert not list(tmp_path.glob("finished_*"))
     assert 0 < max(seen) < 1  # the tasks' own progress reached the one bar
+
+
+def test_retrains_on_ray_have_the_same_weights_as_in_process_and_are_kept_alike(local_ray, digits, tmp_path: Path) -> None:
+    from mu_core.audit.retrains import train_retrains
+    from mu_core.executor import parallel_slots
+    from mu_core.forget import random_request
+    from mu_core.train import TrainConfig, fit_model
+
+    model, record = fit_model(digits, "mlp", TrainConfig(epochs=5, seed=0), train_size=200, device="cpu")
+    request = random_request(record.train_indices, 30, seed=0)
+    assert parallel_slots(local_ray) == 2  # read from the Ray this module started
+    retrains, messages = {}, []
+    for settings in (ExecutorSettings("inline", cpus_per_job=1), local_ray):
+        retrains[settings.kind] = train_retrains(model, record, request.indices, 2, taken=[0], dataset=digits, folder=tmp_path / settings.kind,
+                                                 device="cpu", executor=settings, progress=lambda f, m: messages.append(m))
+    assert any(m.startswith("Retrains") and "on Ray" in m for m in messages)
+    assert [rec.recipe["seed"] for _, rec in retrains["ray"]] == [1, 2]
+    for (local, local_rec), (ray, ray_rec) in zip(retrains["inline"], retrains["ray"], strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(local.state_dict().values(), ray.state_dict().values(), strict=True))
+        assert local_rec.metrics["test_acc"] == ray_rec.metrics["test_acc"] and ray_rec.metrics["unlearn_seconds"] > 0
+    first, second = (dict(m.named_parameters())["fc1.weight"] for m, _ in retrains["ray"])
+    assert not torch.equal(first, second)  # two seeds, two models
+    files = {kind: sorted((tmp_path / kind / "retrains").iterdir()) for kind in ("inline", "ray")}
+    assert [f.name for f in files["inline"]] == [f.name for f in files["ray"]] and len(files["ray"]) == 2
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(files["inline"], files["ray"], strict=True))
+    messages.clear()
+    again = train_retrains(model, record, request.indices, 2, taken=[0], dataset=digits, folder=tmp_path / "ray", executor=local_ray,
+                           progress=lambda f, m: messages.append(m))
+    assert messages == ["Reusing retrain 1/2 (seed 1)", "Reusing retrain 2/2 (seed 2)"]
+    assert torch.equal(dict(again[1][0].named_parameters())["fc1.weight"], second)
+
+
+def test_threat_sweeps_on_ray_give_the_same_numbers_as_in_process(local_ray, digits_mlp) -> None:
+    from mu_core.threats import run_threat
+
+    model, record = digits_mlp
+    runs = {"targeted_request": {"targets": 2, "budget": 10, "methods": "neggrad"},
+            "over_unlearning": {"requests": 20, "methods": "neggrad"},
+            "backdoor_verify": {"methods": "finetune"}}
+    numbers, messages = {}, []
+    for settings in (ExecutorSettings("inline", cpus_per_job=1), local_ray):
+        set_default_executor(settings)
+        try:
+            numbers[settings.kind] = {name: run_threat(name, model, record, params=params, device="cpu",
+                                                       progress=lambda f, m: messages.append(m)).numbers
+                                      for name, params in runs.items()}
+        finally:
+            set_default_executor(None)
+    assert any("on Ray" in m for m in messages)
+    assert numbers["ray"] == numbers["inline"]
+    targeted = numbers["ray"]["targeted_request"]
+    assert len(targeted["targets"]) == 2 and {"malicious_misclassified", "random_test_acc"} <= set(targeted["targets"][0])
+    assert numbers["ray"]["backdoor_verify"]["providers"]["none"]["honest"] is False

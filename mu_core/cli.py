@@ -463,9 +463,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--device", help="cuda, mps or cpu (default: the first available)")
 
     def executor_arg(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--executor", choices=["inline", "ray"],
-                       help="where independent jobs (reference models, retrains, runs) go: this process or Ray "
-                            "(default: MU_AUDIT_EXECUTOR, else inline; Ray's cluster: RAY_ADDRESS, else a local Ray)")
+        from .executor import EXECUTORS  # stdlib only: the quick commands stay without torch
+
+        p.add_argument("--executor", choices=list(EXECUTORS),
+                       help="where independent jobs (reference models, retrains, runs) go: this process, worker processes "
+                            "(one per core) or Ray (default: MU_AUDIT_EXECUTOR, else inline, and worker processes for "
+                            "reference models when they pay; Ray's cluster: RAY_ADDRESS, else a local Ray)")
         p.add_argument("--job-cpus", type=float, metavar="N", help="CPUs (and torch threads) per job (default: this process's threads)")
 
     p = sub.add_parser("train", help="train a model on a dataset")

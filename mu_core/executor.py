@@ -1,5 +1,5 @@
 """The one seam for independent jobs (reference models, retrains, compare runs, sweeps): in
-this process by default, on a Ray cluster when asked.
+this process by default, in worker processes on this machine or on a Ray cluster when asked.
 
 A caller hands :func:`run_jobs` a job function defined at the top level of a module, a list
 of small job descriptions (plain JSON-able dicts) and, optionally, tensors every job needs
@@ -28,6 +28,12 @@ gathered by a small actor and shown as one bar; a cancel (the progress callback 
 worker process or node is lost) or raises an unexpected exception is retried once, then
 reported as :class:`JobFailed`; an :class:`~mu_core.errors.AuditInputError` inside a job is the
 user's to fix and is raised as is, without a retry. Ray is imported only when asked for.
+
+``processes`` runs the jobs in a pool of worker processes on this machine (spawned, not forked),
+one per core, each with ``cpus_per_job`` torch threads (default 1): the function travels by name,
+the job as a plain dict over a pipe, the shared tensors once as a safetensors file and each result
+back as safetensors bytes, as with Ray. Each worker reports progress over its own pipe (a worker
+that dies cannot corrupt another's), and retries, cancellation and user errors behave as on Ray.
 
 >>> run_jobs(_square_job, [{"x": 2}, {"x": 3}])   # doctest: +SKIP
 [{'y': 4}, {'y': 9}]
@@ -71,7 +77,7 @@ __all__ = [
 ]
 
 #: The executors :func:`run_jobs` knows.
-EXECUTORS = ("inline", "ray")
+EXECUTORS = ("inline", "processes", "ray")
 ENV_EXECUTOR = "MU_AUDIT_EXECUTOR"
 ENV_JOB_CPUS = "MU_AUDIT_JOB_CPUS"
 SETTINGS_FILE = "executor.json"
@@ -89,7 +95,8 @@ class JobFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class ExecutorSettings:
-    """Where independent jobs run. ``kind``: ``inline`` (this process) or ``ray``; ``address``: a Ray cluster
+    """Where independent jobs run. ``kind``: ``inline`` (this process), ``processes`` (worker processes on
+    this machine, one per core) or ``ray``; ``address``: a Ray cluster
     (``host:port`` or ``ray://host:port``), ``None`` for ``RAY_ADDRESS`` or a local Ray started on
     demand; ``cpus_per_job``: each job's CPUs, and the torch threads it computes with under either
     executor (``None``: this process's thread count), so that both give the same numbers;
@@ -303,14 +310,18 @@ class _Aggregate:
 
 def run_jobs(fn: JobFn, jobs: Sequence[dict], *, shared: Mapping[str, Any] | None = None,
              executor: str | ExecutorSettings | None = None, device: str | None = None,
-             progress: Progress | None = None, label: str = "Job") -> list[dict[str, Any]]:
+             progress: Progress | None = None, label: str = "Job", fallback: str | None = None) -> list[dict[str, Any]]:
     """Run ``fn(job, shared, ctx)`` for every job; returns the decoded results in order.
 
-    ``device`` is where in-process jobs compute (default: :func:`~mu_core.device.pick_device`);
-    Ray jobs compute on ``cuda`` when the cluster has GPUs, else on ``cpu``. ``label`` names one
-    job in the progress messages ("Reference model 3/16: ...").
+    ``device`` is where in-process jobs and worker processes compute (default:
+    :func:`~mu_core.device.pick_device`); Ray jobs compute on ``cuda`` when the cluster has GPUs,
+    else on ``cpu``. ``label`` names one job in the progress messages ("Reference model 3/16: ...").
+    ``fallback`` is the executor when nobody chose one (no argument, CLI flag, ``MU_AUDIT_EXECUTOR``
+    or saved setting): a caller that measured a faster way for its jobs names it here.
     """
     settings = executor_settings(executor)
+    if fallback is not None and executor is None and not _executor_chosen():
+        settings = replace(settings, kind=fallback).validate()
     jobs = [dict(job) for job in jobs]
     shared = dict(shared or {})
     if not jobs:
@@ -322,6 +333,8 @@ def run_jobs(fn: JobFn, jobs: Sequence[dict], *, shared: Mapping[str, Any] | Non
         from .device import pick_device
 
         device = str(pick_device(None))
+    if settings.kind == "processes":
+        return _run_processes(name, jobs, shared, settings, str(device), progress, label)
     import torch
 
     threads, before = settings.threads(), torch.get_num_threads()
@@ -332,6 +345,11 @@ def run_jobs(fn: JobFn, jobs: Sequence[dict], *, shared: Mapping[str, Any] | Non
     finally:
         if threads != before:
             torch.set_num_threads(before)
+
+
+def _executor_chosen() -> bool:
+    """Whether an executor was chosen for this process: the CLI's, the environment's or the app's saved one."""
+    return _default is not None or bool(os.environ.get(ENV_EXECUTOR)) or load_settings() is not None
 
 
 def _run_local(fn: JobFn, jobs: list[dict], shared: dict, device: str, progress: Progress | None, label: str) -> list[dict]:
@@ -356,6 +374,170 @@ def _run_local(fn: JobFn, jobs: list[dict], shared: dict, device: str, progress:
         bar.fractions[i] = 1.0
         bar.show(i, "done")
     return results
+
+
+# ---------------------------------------------------------------- worker processes
+
+def process_slots(settings: ExecutorSettings, n_jobs: int) -> tuple[int, int]:
+    """``(workers, threads)`` of a ``processes`` run of ``n_jobs`` jobs: ``cpus_per_job`` threads
+    each (default 1) and as many workers as this machine's cores hold (at most one per job)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no CPU affinity on this platform
+        cores = os.cpu_count() or 1
+    threads = max(1, int(settings.cpus_per_job)) if settings.cpus_per_job is not None else 1
+    return max(1, min(n_jobs, cores // threads)), threads
+
+
+def _process_worker(fn_name: str, shared_file: str, device: str, threads: int, conn) -> None:
+    """What a worker process runs: decodes the shared tensors once, then runs the jobs the parent
+    sends (``(index, job)``; ``None`` stops it) and sends back ``("progress", index, fraction,
+    message)`` and ``("done", index, bytes)``, ``("error", index, text)`` or ``("user_error",
+    index, sentence)``. It ignores Ctrl-C (the parent stops it) and exits when the parent goes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ["MU_AUDIT_THREADS"] = str(threads)  # configure_threads() in a job keeps this count
+    import torch
+
+    torch.set_num_threads(threads)
+    shared = decode_result(Path(shared_file).read_bytes())
+    fn = _import_fn(fn_name)
+    last = [0.0]  # when progress was last sent
+    try:
+        while (task := conn.recv()) is not None:
+            index, job = task
+
+            def progress(fraction: float, message: str, index: int = index) -> None:
+                now = time.monotonic()
+                if now - last[0] > 0.25 or fraction >= 1.0:
+                    last[0] = now
+                    conn.send(("progress", index, min(max(float(fraction), 0.0), 1.0), str(message)))
+
+            try:
+                conn.send(("done", index, encode_result(fn(job, shared, JobContext(device, progress, index, "processes")))))
+            except AuditInputError as exc:
+                conn.send(("user_error", index, str(exc)))
+            except Exception as exc:
+                conn.send(("error", index, f"{type(exc).__name__}: {exc}"))
+    except (EOFError, OSError):
+        pass  # the parent is gone
+    # every result went out with a blocking send: skip the interpreter's slow finalisation (torch's)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+class _Worker:
+    """One worker process, the parent's end of its pipe and the job it is running."""
+
+    def __init__(self, context, args: tuple) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_process_worker, args=(*args, child), daemon=True, name="mu-audit-worker")
+        self.process.start()
+        child.close()  # the pipe ends when the worker does
+        self.index: int | None = None
+
+    def finish(self) -> None:
+        """Ask the worker to exit once it is idle (it is reaped by :meth:`stop`)."""
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass  # it is gone already
+
+    def stop(self, *, force: bool) -> int | None:
+        """Reap the worker (``force``: terminate it at once, else wait for it after :meth:`finish`)
+        and return its exit code."""
+        if not force:
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join()
+        code = self.process.exitcode
+        self.conn.close()
+        self.process.close()
+        return code
+
+
+def _run_processes(fn_name: str, jobs: list[dict], shared: dict, settings: ExecutorSettings, device: str,
+                   progress: Progress | None, label: str) -> list[dict]:
+    import multiprocessing
+    import shutil
+    import tempfile
+    from collections import deque
+    from multiprocessing.connection import wait
+
+    n_workers, threads = process_slots(settings, len(jobs))
+    context = multiprocessing.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
+    folder = tempfile.mkdtemp(prefix="mu_audit_jobs_")
+    shared_file = str(Path(folder) / "shared.safetensors")
+    Path(shared_file).write_bytes(encode_result(shared))
+    bar = _Aggregate(progress, label, len(jobs), f" in {n_workers} processes")
+    todo, attempts = deque(range(len(jobs))), [0] * len(jobs)
+    results: list[dict | None] = [None] * len(jobs)
+    workers: list[_Worker] = []
+
+    def give_work(worker: _Worker) -> None:
+        worker.index = todo.popleft() if todo else None
+        if worker.index is not None:
+            worker.conn.send((worker.index, jobs[worker.index]))
+
+    def failed(index: int, reason: str) -> None:
+        attempts[index] += 1
+        if attempts[index] > 1:
+            raise JobFailed(f"{label} {index + 1} of {len(jobs)} failed twice in a worker process (it was retried once): {reason}")
+        bar.fractions[index] = 0.0
+        todo.appendleft(index)
+
+    def start_worker() -> None:
+        workers.append(_Worker(context, (fn_name, shared_file, device, threads)))
+        give_work(workers[-1])
+
+    try:
+        latest = f"starting {n_workers} worker processes, {threads} thread(s) each"
+        bar.show(None, latest)
+        for _ in range(n_workers):
+            start_worker()
+        while any(r is None for r in results):
+            busy = {w.conn: w for w in workers if w.index is not None}
+            for conn in wait(list(busy), timeout=0.5):
+                worker = busy[conn]
+                try:
+                    kind, index, *rest = conn.recv()
+                except (EOFError, OSError):
+                    workers.remove(worker)
+                    code = worker.stop(force=True)
+                    latest = f"{label} {worker.index + 1}'s process died; retrying once"
+                    failed(worker.index, f"its process died (exit code {code})")
+                    start_worker()
+                    continue
+                if kind == "progress":
+                    bar.fractions[index], latest = min(rest[0], 0.99), rest[1]
+                    continue
+                if kind == "user_error":
+                    raise AuditInputError(rest[0])
+                if kind == "error":
+                    latest = f"{label} {index + 1} failed ({rest[0]}); retrying once"
+                    failed(index, rest[0])
+                else:
+                    results[index], bar.fractions[index] = decode_result(rest[0]), 1.0
+                give_work(worker)
+            bar.show(None, latest)
+    except BaseException:
+        for worker in workers:
+            worker.stop(force=True)
+        workers.clear()
+        raise
+    finally:
+        for worker in workers:
+            worker.finish()
+        for worker in workers:
+            worker.stop(force=False)
+        shutil.rmtree(folder, ignore_errors=True)
+    return [r for r in results if r is not None]
 
 
 # ---------------------------------------------------------------- Ray
@@ -447,7 +629,7 @@ def cluster_resources(executor: str | ExecutorSettings | None = "ray") -> dict[s
     """The cluster's nodes, CPUs, GPUs and memory (connecting, or starting a local Ray, if needed)."""
     settings = executor_settings(executor)
     if settings.kind != "ray":
-        return {"executor": "inline", "nodes": 1, "cpus": os.cpu_count() or 1, "gpus": 0}
+        return {"executor": settings.kind, "nodes": 1, "cpus": os.cpu_count() or 1, "gpus": 0}
     ray = _connect(settings)
     total = ray.cluster_resources()
     nodes = [n for n in ray.nodes() if n.get("Alive")]

@@ -10,6 +10,12 @@ K reference models trains on a random half, drawn as in LiRA's code: for each sa
 half of the K models get it (so every target has K/2 IN and K/2 OUT models). The recipe is the
 original's (architecture, optimiser, epochs, batch size), with seeds 1000 + k.
 
+**One process per core.** On a CPU with several cores, K models that take more than a few seconds
+one by one train in worker processes, one per core with one torch thread each (the same numbers as
+one by one in this process at one thread), convolutional models with channels-last weights; the
+digits ``cnn``'s 16 train 1.3x faster on 2 cores than in one process at torch's default 2 threads
+and 2x faster than at one (``BENCHMARKS.md``, "Reference models, one process per core").
+
 **Batched training.** Small models without batch-norm or dropout can train as one ensemble with
 ``torch.func`` (stacked parameters, ``vmap`` over models, one optimiser over the stacked
 tensors: Adam and SGD act element-wise, so this is K independent trainings). Each model walks
@@ -28,7 +34,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +49,11 @@ __all__ = ["ReferenceSet", "estimate_reference_seconds", "get_references", "held
 
 REFERENCE_SEED = 1000
 FILE_NAME = "references.safetensors"
+#: Worker processes train the K models when their training steps one by one in this process would
+#: take at least this many seconds: each worker's start (mostly importing torch) costs about 2 s, so
+#: below this one process is as fast (``BENCHMARKS.md``: the digits mlp, about 4 s, is not faster
+#: in processes; the digits cnn, about 18 s, is).
+PROCESSES_MIN_ESTIMATE = 8.0
 
 
 #: The held-out pool holds at least this many test samples when the test split has them.
@@ -213,11 +224,21 @@ def _use_batched(arch: str, data, device: torch.device, batched: bool | None) ->
     return not (has_conv and device.type == "cpu")
 
 
+def _use_channels_last(arch: str, data, device: torch.device) -> bool:
+    """Channels-last weights for convolutional models on a CPU (the digits cnn trains 1.2x faster; measured on it only)."""
+    from ..models import build_model
+
+    model = build_model(arch, data.in_shape, data.num_classes)
+    return torch.device(device).type == "cpu" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def train_reference_job(job: dict, shared, ctx) -> dict:
     """One reference model, as an :func:`~mu_core.executor.run_jobs` job: model ``job["k"]`` trains
     on its half (``shared["keep"][k]``) of the population ``shared["x"], shared["y"]`` with the
     recipe ``job["recipe"]`` and seed 1000 + k; with ``job["augment"]`` (a dataset name) it also
-    scores the whole population under that dataset's query augmentations. Returns the weights
+    scores the whole population under that dataset's query augmentations; with
+    ``job["channels_last"]`` the model's weights are kept channels-last (faster convolutions on
+    a CPU, see :func:`_use_channels_last`). Returns the weights
     (``state.<name>``), ``logits`` (A, P, C) and ``seconds`` (training and scoring)."""
     from ..device import seed_everything
     from ..models import build_model
@@ -231,6 +252,8 @@ def train_reference_job(job: dict, shared, ctx) -> dict:
     x, y = shared["x"], shared["y"]
     idx = torch.from_numpy(np.flatnonzero(shared["keep"][k].numpy()))
     model = build_model(job["arch"], in_shape, int(job["num_classes"]))
+    if job.get("channels_last"):
+        model = model.to(memory_format=torch.channels_last)
     model = train_loop(model, x[idx], y[idx], config, device=device, progress=ctx.progress, label="training")
     out: dict = {f"state.{name}": t for name, t in model.state_dict().items()}
     if job.get("augment"):
@@ -240,10 +263,11 @@ def train_reference_job(job: dict, shared, ctx) -> dict:
     return out
 
 
-def reference_jobs(arch, in_shape, num_classes, x, y, keep, record, *, augment: str | None = None) -> tuple[list[dict], dict]:
+def reference_jobs(arch, in_shape, num_classes, x, y, keep, record, *, augment: str | None = None,
+                   channels_last: bool = False) -> tuple[list[dict], dict]:
     """The jobs and shared tensors of :func:`train_reference_job` for the K models of ``keep``."""
     jobs = [{"k": k, "arch": arch, "in_shape": list(in_shape), "num_classes": int(num_classes), "recipe": record.recipe,
-             "augment": augment} for k in range(keep.shape[0])]
+             "augment": augment, "channels_last": bool(channels_last)} for k in range(keep.shape[0])]
     return jobs, {"x": x, "y": y, "keep": torch.from_numpy(keep.astype(np.uint8))}
 
 
@@ -251,16 +275,32 @@ def train_one_by_one(arch, in_shape, num_classes, x, y, keep, record, *, device,
     return train_each(arch, in_shape, num_classes, x, y, keep, record, device=device, progress=progress, executor=executor)[0]
 
 
+def parallel_executor(record, data, k: int, device: torch.device, *, inline_seconds: float | None = None) -> str | None:
+    """The executor the K models take when nobody chose one: ``processes`` (one worker process per
+    core, one torch thread each) on a CPU with more than one core when the K models would take at
+    least :data:`PROCESSES_MIN_ESTIMATE` seconds of training steps one by one (``inline_seconds``,
+    else timed here: about 10 steps); else ``None`` (the setting in force). Measured in
+    ``BENCHMARKS.md`` ("Reference models, one process per core")."""
+    from ..executor import ExecutorSettings, process_slots
+
+    if torch.device(device).type != "cpu" or k < 2 or process_slots(ExecutorSettings("processes"), k)[0] < 2:
+        return None
+    if inline_seconds is None:
+        inline_seconds = k * _training_steps(record, data) * _step_seconds(record, data, torch.device(device))
+    return "processes" if inline_seconds >= PROCESSES_MIN_ESTIMATE else None
+
+
 def train_each(arch, in_shape, num_classes, x, y, keep, record, *, device, progress=None, augment: str | None = None,
-               executor=None) -> tuple[list[nn.Module], list[torch.Tensor]]:
-    """The K models one by one, each a job of :func:`~mu_core.executor.run_jobs` (in this process or
-    on Ray); with ``augment`` also their population logits (else an empty list)."""
+               executor=None, fallback: str | None = None, channels_last: bool = False) -> tuple[list[nn.Module], list[torch.Tensor]]:
+    """The K models one by one, each a job of :func:`~mu_core.executor.run_jobs` (in this process, in
+    worker processes or on Ray; ``fallback`` when nobody chose); with ``augment`` also their
+    population logits (else an empty list)."""
     from ..executor import run_jobs
     from ..models import build_model
 
-    jobs, shared = reference_jobs(arch, in_shape, num_classes, x, y, keep, record, augment=augment)
+    jobs, shared = reference_jobs(arch, in_shape, num_classes, x, y, keep, record, augment=augment, channels_last=channels_last)
     results = run_jobs(train_reference_job, jobs, shared=shared, executor=executor, device=str(device), progress=progress,
-                       label="Reference model")
+                       label="Reference model", fallback=fallback)
     models = []
     for result in results:
         model = build_model(arch, in_shape, num_classes)
@@ -323,11 +363,13 @@ def train_batched(arch, in_shape, num_classes, x, y, keep, record, *, device, pr
 
 
 def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | None = None, device: torch.device,
-                     progress: Progress | None = None, executor=None) -> ReferenceSet:
+                     progress: Progress | None = None, executor=None, channels_last: bool | None = None) -> ReferenceSet:
     """Train K reference models on random halves of the population (see the module doc). One by one,
-    each model is a job of :func:`~mu_core.executor.run_jobs` (``executor``: ``inline``, ``ray`` or
-    ``None`` for the setting in force) that also scores the population; a batched ensemble trains
-    in this process."""
+    each model is a job of :func:`~mu_core.executor.run_jobs` (``executor``: ``inline``,
+    ``processes``, ``ray`` or ``None`` for the setting in force, or when nobody chose one
+    :func:`parallel_executor`: one worker process per core on a CPU when that pays) that also scores
+    the population; ``channels_last`` (default: for convolutional models on a CPU) keeps their
+    weights channels-last. A batched ensemble trains in this process."""
     if k < 2 or k % 2:
         raise AuditInputError("The number of reference models must be even and at least 2 (e.g. 16).")
     if record.recipe.get("sisa"):
@@ -348,8 +390,12 @@ def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | 
             report(progress, 0.9 + 0.1 * i / k, f"Reference model {i + 1}/{k}: scoring the population")
             logits.append(logits_under(model, x, augs, device=device))
     else:
+        if channels_last is None:
+            channels_last = _use_channels_last(record.arch, data, device)
+        fallback = parallel_executor(record, data, k, device) if executor is None else None
         models, logits = train_each(record.arch, data.in_shape, data.num_classes, x, y, keep, record, device=device,
-                                    progress=progress, augment=data.spec.name, executor=executor)
+                                    progress=progress, augment=data.spec.name, executor=executor, fallback=fallback,
+                                    channels_last=channels_last)
     seconds = time.perf_counter() - started
     return ReferenceSet(record.arch, data.in_shape, data.num_classes, pop_train, pop_test, keep,
                         [{n: t.detach().cpu() for n, t in m.state_dict().items()} for m in models], torch.stack(logits),
@@ -359,34 +405,67 @@ def train_references(record, data, pool: np.ndarray, k: int, *, batched: bool | 
 
 def estimate_reference_seconds(record, data, k: int, *, device: torch.device | None = None, batched: bool | None = None,
                                executor=None) -> float:
-    """A quick estimate of training K reference models: times a few steps (in this process) and scales
-    up. A batched ensemble trains here; models trained one by one are jobs of the executor
-    (``executor``: the setting in force when ``None``), which on Ray runs
-    :func:`~mu_core.executor.parallel_slots` of them at a time: the estimate is then that of
-    ceil(K / slots) models, each slot assumed as fast as this process."""
+    """A quick estimate of training K reference models: times a few steps in this process, after an
+    untimed one (a process's first convolution costs far more than the next), and scales up. A batched
+    ensemble trains here; models trained one by one are jobs of the executor (``executor``: the setting
+    in force when ``None``), which on Ray runs :func:`~mu_core.executor.parallel_slots` of them at a
+    time: the estimate is then that of ceil(K / slots) models, each slot assumed as fast as this process."""
     from ..device import pick_device
     from ..executor import parallel_slots
 
     device = device or pick_device(None)
+    if not _use_batched(record.arch, data, device, batched):
+        return float(math.ceil(k / parallel_slots(executor)) * _training_steps(record, data) * _step_seconds(record, data, device) * 1.1)
+    config = _config(record, 0)
+    probe_record = record.with_updates(recipe={**record.recipe, "epochs": 1})
+    for probe_steps in (1, 5):  # the first is the warm-up
+        keep = np.zeros((2, probe_steps * config.batch_size * 2), dtype=bool)
+        keep[:, : probe_steps * config.batch_size] = True
+        rows = torch.arange(keep.shape[1]) % data.n_train
+        started = time.perf_counter()
+        train_batched(record.arch, data.in_shape, data.num_classes, data.x_train[rows], data.y_train[rows], keep, probe_record,
+                      device=device)
+    per_step_per_model = (time.perf_counter() - started) / (2 * probe_steps)
+    return float(per_step_per_model * _training_steps(record, data) * k * 1.1)
+
+
+def _training_steps(record, data) -> int:
+    """Optimiser steps of one reference model: the recipe's epochs over a half of the population."""
     config = _config(record, 0)
     n_train = len(record.train_indices)
     n_half = (n_train + min(n_train, len(heldout_pool(n_train, data.n_test)))) // 2
-    steps = config.epochs * ((n_half + config.batch_size - 1) // config.batch_size)
-    probe_steps = 5
-    keep = np.zeros((2, probe_steps * config.batch_size * 2), dtype=bool)
-    keep[:, : probe_steps * config.batch_size] = True
-    x = data.x_train[: keep.shape[1]]
-    y = data.y_train[: keep.shape[1]]
-    probe_record = record.with_updates(recipe={**record.recipe, "epochs": 1})
-    use_batched = _use_batched(record.arch, data, device, batched)
-    started = time.perf_counter()
-    if use_batched:
-        train_batched(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device)
-    else:
-        train_one_by_one(record.arch, data.in_shape, data.num_classes, x, y, keep, probe_record, device=device, executor="inline")
-    per_step_per_model = (time.perf_counter() - started) / (2 * probe_steps)
-    models = k if use_batched else math.ceil(k / parallel_slots(executor))
-    return float(per_step_per_model * steps * models * 1.1)
+    return config.epochs * ((n_half + config.batch_size - 1) // config.batch_size)
+
+
+class _ProbeDone(Exception):
+    """Stops :func:`_step_seconds`' probe from inside the training loop's progress callback."""
+
+
+def _step_seconds(record, data, device: torch.device, *, steps: int = 10, budget: float = 1.0) -> float:
+    """Seconds of one training step of the original's recipe in this process: the median of up to
+    ``steps`` steps of :func:`~mu_core.train.train_loop` after an untimed one, fewer once they took
+    ``budget`` seconds (a large model is timed in a step or two)."""
+    from ..models import build_model
+    from ..train import train_loop
+
+    config = _config(record, 0)
+    rows = torch.arange((steps + 1) * config.batch_size) % data.n_train
+    marks: list[float] = []
+
+    def tick(fraction: float, message: str) -> None:
+        marks.append(time.perf_counter())
+        if len(marks) > 2 and marks[-1] - marks[1] >= budget:
+            raise _ProbeDone
+
+    with torch.random.fork_rng(devices=[]):  # the probe leaves the global random state as it was
+        model = build_model(record.arch, data.in_shape, data.num_classes)
+        if _use_channels_last(record.arch, data, device):
+            model = model.to(memory_format=torch.channels_last)
+        try:
+            train_loop(model, data.x_train[rows], data.y_train[rows], replace(config, epochs=1), device=device, progress=tick)
+        except _ProbeDone:
+            pass
+    return float(np.median(np.diff(marks[1:])))
 
 
 def get_references(ctx) -> ReferenceSet:

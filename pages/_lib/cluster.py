@@ -12,7 +12,7 @@ from mu_core.executor import ENV_EXECUTOR, ExecutorSettings, cluster_resources, 
 
 from . import ui
 
-CHOICES = {"inline": "In this process", "ray": "On a Ray cluster"}
+CHOICES = {"inline": "In this process", "processes": "In worker processes here", "ray": "On a Ray cluster"}
 
 
 def _save() -> None:
@@ -40,7 +40,9 @@ def cluster_setting() -> None:
     with st.expander(f"Where jobs run: **{CHOICES[current.kind]}**" + (f" ({current.address})" if current.address else ""),
                      icon=":material/hub:"):
         st.caption("Reference models, retrains and comparisons are independent jobs. In this process they run one after "
-                   "another; on a Ray cluster they run side by side, one per CPU (or GPU). Same seeds, same numbers.")
+                   "another; in worker processes here, one per core; on a Ray cluster, one per CPU (or GPU). Same seeds, "
+                   "same numbers. Unless you save a choice, reference models on a CPU use one worker process per core when "
+                   "that is faster.")
         st.radio("Run jobs", list(CHOICES), format_func=CHOICES.get, key="executor_kind",
                  index=list(CHOICES).index(current.kind), horizontal=True)
         c1, c2 = st.columns([3, 1])

@@ -46,6 +46,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -428,13 +429,37 @@ def _process_worker(fn_name: str, shared_file: str, device: str, threads: int, c
     os._exit(0)
 
 
+_MAIN_LOCK = threading.Lock()
+
+
+@contextmanager
+def _no_main_script() -> Iterator[None]:
+    """Start a spawned worker without re-running the parent's main script. A spawned child imports the
+    parent's ``__main__`` by its path; under the app that is Streamlit's launcher or a page (a page
+    script outside Streamlit's runtime exits the worker at once: every job then "died", as it did in a
+    full test run after the AppTests), and under pytest it is pytest's. The job function is imported by
+    name in the worker, so the worker needs none of them: a bare stand-in ``__main__`` is shown while
+    the process starts."""
+    import types
+
+    with _MAIN_LOCK:
+        main = sys.modules.get("__main__")
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            yield
+        finally:
+            if main is not None:
+                sys.modules["__main__"] = main
+
+
 class _Worker:
     """One worker process, the parent's end of its pipe and the job it is running."""
 
     def __init__(self, context, args: tuple) -> None:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_process_worker, args=(*args, child), daemon=True, name="mu-audit-worker")
-        self.process.start()
+        with _no_main_script():
+            self.process.start()
         child.close()  # the pipe ends when the worker does
         self.index: int | None = None
 

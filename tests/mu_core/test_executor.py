@@ -49,7 +49,7 @@ def flaky_job(job: dict, shared, ctx) -> dict:
     marker.write_text("x" * (attempts + 1))
     if attempts < job["fail_times"]:
         if job["mode"] == "die":
-            os._exit(1)
+            os._exit(3)  # not 1, which a crashing interpreter also gives
         if job["mode"] == "user":
             raise AuditInputError("This input is wrong.")
         raise RuntimeError(f"attempt {attempts + 1} failed")

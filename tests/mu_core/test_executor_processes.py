@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +17,9 @@ import torch
 
 from mu_core.errors import AuditInputError, RunCancelled
 from mu_core.executor import ExecutorSettings, JobFailed, executor_settings, process_slots, run_jobs
+from tests.mu_core.test_executor import _alive, flaky_job, waiting_job  # the same jobs as the inline and Ray tests
 
 #: How long a test waits for a state (a process to go) before it fails.
-WAIT_S = 120
 PROCESSES = ExecutorSettings("processes", cpus_per_job=1)
 
 
@@ -29,41 +28,6 @@ def square_job(job: dict, shared, ctx) -> dict:
     ctx.progress(0.5, "halfway")
     return {"y": torch.tensor([float(job["x"]) ** 2]) + shared["offset"], "index": ctx.index, "executor": ctx.executor,
             "threads": torch.get_num_threads(), "pid": os.getpid()}
-
-
-def flaky_job(job: dict, shared, ctx) -> dict:
-    """Fails (``mode``: raise an error, die with its process, or say the input is bad) while
-    fewer than ``fail_times`` attempts were made; counts its attempts in a file."""
-    marker = Path(job["dir"]) / f"attempts_{ctx.index}"
-    attempts = len(marker.read_text()) if marker.exists() else 0
-    marker.write_text("x" * (attempts + 1))
-    if attempts < job["fail_times"]:
-        if job["mode"] == "die":
-            os._exit(3)
-        if job["mode"] == "user":
-            raise AuditInputError("This input is wrong.")
-        raise RuntimeError(f"attempt {attempts + 1} failed")
-    return {"attempts": attempts + 1}
-
-
-def waiting_job(job: dict, shared, ctx) -> dict:
-    """Writes its pid, then waits (reporting progress) until ``stop`` exists, at most ``WAIT_S``."""
-    folder = Path(job["dir"])
-    (folder / f"pid_{ctx.index}").write_text(str(os.getpid()))
-    deadline = time.monotonic() + WAIT_S
-    while not (folder / "stop").exists() and time.monotonic() < deadline:
-        ctx.progress(0.1, "waiting")
-        time.sleep(0.05)
-    (folder / f"finished_{ctx.index}").write_text("yes")
-    return {}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture(autouse=True)

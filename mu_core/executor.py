@@ -663,13 +663,16 @@ def cluster_resources(executor: str | ExecutorSettings | None = "ray") -> dict[s
 
 
 def parallel_slots(executor: str | ExecutorSettings | None = None) -> int:
-    """How many jobs run at once, for time estimates: 1 in this process; on Ray, the cluster's GPUs
+    """How many jobs run at once, for time estimates: 1 in this process; with ``processes``, the workers
+    this machine's cores hold (:func:`process_slots`); on Ray, the cluster's GPUs
     divided by ``gpus_per_job`` when it has GPUs, else its CPUs divided by ``cpus_per_job``. Never
     connects just to estimate: the cluster's resources are read only when Ray is already initialised
     in this process; before that, the local Ray that would start on demand counts ``MU_AUDIT_RAY_CPUS``
     (else this machine's CPUs) and a remote cluster not yet joined counts as 1 slot. An estimate
     assumes each slot computes about as fast as this process does."""
     settings = executor_settings(executor)
+    if settings.kind == "processes":
+        return process_slots(settings, 1 << 20)[0]
     if settings.kind != "ray":
         return 1
     per_job = settings.cpus_per_job or settings.threads()

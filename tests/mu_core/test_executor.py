@@ -168,6 +168,9 @@ def test_estimates_divide_by_the_jobs_a_ray_cluster_runs_at_once(monkeypatch, di
     timed = record.with_updates(metrics={**record.metrics, "train_seconds": 10.0})
     n = len(record.train_indices)
     assert parallel_slots("inline") == 1
+    from mu_core.executor import process_slots
+
+    assert parallel_slots("processes") == process_slots(ExecutorSettings("processes"), 1 << 20)[0] >= 1  # one per core
     assert parallel_slots(ExecutorSettings("ray", cpus_per_job=1)) == 4 and parallel_slots(ExecutorSettings("ray", cpus_per_job=2)) == 2
     assert parallel_slots(ExecutorSettings("ray", "10.0.0.5:6379", cpus_per_job=1)) == 1  # a remote cluster not joined yet
     inline = estimate_retrain_seconds(timed, 4, 0, executor="inline")
